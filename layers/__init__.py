@@ -1,0 +1,1 @@
+"""Storage and domain layer: one package per map layer, services own transactions."""

@@ -1,0 +1,47 @@
+"""Settings shared by the CLI, the web app and the tests, read from the environment once."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; pass a modified copy (``with_``) instead of mutating globals."""
+
+    database_url: str | None = None
+    project_root: Path = PROJECT_ROOT
+    timezone: str = "Asia/Shanghai"
+    secret_key: str = "dev-only-change-me"
+    default_locale: str = "zh-CN"
+    basemap: str = "none"  # none | osm | tianditu | amap
+    tianditu_key: str = ""
+    api_max_limit: int = 1000
+    api_default_limit: int = 100
+    bbox_max_deg: float = 2.0
+    max_body_bytes: int = 1_000_000
+    token_max_age_s: int = 7 * 24 * 3600
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``MINQING_*`` variables and ``DATABASE_URL``."""
+    env = os.environ if environ is None else environ
+    return Settings(
+        database_url=env.get("DATABASE_URL") or None,
+        timezone=env.get("MINQING_TIMEZONE", "Asia/Shanghai"),
+        secret_key=env.get("MINQING_SECRET_KEY", "dev-only-change-me"),
+        default_locale=env.get("MINQING_LOCALE", "zh-CN"),
+        basemap=env.get("MINQING_BASEMAP", "none"),
+        tianditu_key=env.get("MINQING_TIANDITU_KEY", ""),
+    )

@@ -1,0 +1,107 @@
+"""Engine, sessions and migrations.
+
+Services receive a ``Session`` keyword argument and own its transaction (commit or roll back);
+models never commit. ``Database`` bundles an engine with its session factory so the app, the
+CLI and the tests (which bind sessions to an outer transaction) build sessions the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from layers.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass
+class Database:
+    """An engine (or a test connection) and the session factory bound to it."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kw: object) -> Database:
+        engine = make_engine(url, **engine_kw)
+        return cls(engine=engine, sessions=sessionmaker(bind=engine, expire_on_commit=False))
+
+    @classmethod
+    def bound_to(cls, connection: Connection) -> Database:
+        """Sessions that join ``connection``'s transaction via savepoints (tests roll back)."""
+        return cls(
+            engine=connection.engine,
+            sessions=sessionmaker(
+                bind=connection,
+                expire_on_commit=False,
+                join_transaction_mode="create_savepoint",
+            ),
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        s = self.sessions()
+        try:
+            yield s
+        finally:
+            s.close()
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable unless the database answers."""
+        try:
+            with self.sessions() as s:
+                s.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            logger.warning("database ping failed: %s", exc.orig)
+            raise ServiceUnavailable("db_unavailable") from exc
+
+
+def make_engine(url: str, **kw: object) -> Engine:
+    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("connect_args", {"connect_timeout": 5})
+    return create_engine(url, **kw)  # type: ignore[arg-type]
+
+
+def check_reachable(url: str) -> None:
+    """Raise ServiceUnavailable with the driver's reason if ``url`` cannot be reached."""
+    engine = make_engine(url, poolclass=None)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise ServiceUnavailable("db_unavailable", reason=str(exc.orig).strip()) from exc
+    finally:
+        engine.dispose()
+
+
+def alembic_config(url: str):  # -> alembic.config.Config
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the schema at ``url`` to ``revision``."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)

@@ -1,0 +1,151 @@
+"""One exception hierarchy for the whole product.
+
+Every error carries a stable machine-readable ``code``, the HTTP ``status`` it maps to and
+``details`` for clients. Messages are looked up by code in zh-CN or en, so a code never hides
+inside a message string (unlike HOT Tasking Manager) and the web layer renders all errors with
+one handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOCALE = "zh-CN"
+LOCALES = ("zh-CN", "en")
+
+# code -> (zh-CN template, en template); templates use str.format with the error's details.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "bad_request": ("请求无效：{reason}", "Bad request: {reason}"),
+    "invalid_json": ("请求体不是有效的 JSON。", "The request body is not valid JSON."),
+    "validation_failed": ("输入有误：{reason}", "Invalid input: {reason}"),
+    "invalid_bbox": (
+        "bbox 参数无效：{reason}。格式为 minLon,minLat,maxLon,maxLat。",
+        "Invalid bbox: {reason}. Expected minLon,minLat,maxLon,maxLat.",
+    ),
+    "bbox_too_large": (
+        "bbox 范围过大（{width}°×{height}°），每边最多 {max_deg}°。",
+        "bbox too large ({width}°×{height}°); at most {max_deg}° per side.",
+    ),
+    "invalid_limit": ("limit 必须是 1 到 {max} 之间的整数。", "limit must be an integer 1–{max}."),
+    "invalid_cursor": ("分页游标无效或已过期。", "The page cursor is invalid or expired."),
+    "invalid_geometry": ("几何图形无效：{reason}", "Invalid geometry: {reason}"),
+    "unknown_layer": (
+        "未知图层“{layer}”。可用图层：{available}。",
+        "Unknown layer '{layer}'. Available layers: {available}.",
+    ),
+    "not_found": ("未找到所请求的资源。", "The requested resource was not found."),
+    "method_not_allowed": ("不支持该请求方法。", "This method is not allowed here."),
+    "unauthorized": ("请先登录或提供有效的访问令牌。", "Log in or provide a valid access token."),
+    "invalid_credentials": ("用户名或密码错误。", "Wrong username or password."),
+    "forbidden": ("您没有执行此操作的权限。", "You are not allowed to do this."),
+    "conflict": ("与当前状态冲突：{reason}", "Conflicts with the current state: {reason}"),
+    "payload_too_large": (
+        "请求体过大，最多 {limit_bytes} 字节。",
+        "The request body is too large; the limit is {limit_bytes} bytes.",
+    ),
+    "rate_limited": ("请求过于频繁，请稍后再试。", "Too many requests; please try again later."),
+    "db_unavailable": ("数据库暂时不可用。", "The database is unavailable."),
+    "internal_error": ("服务器内部错误，已记录。", "Internal server error; it has been logged."),
+    "user_exists": ("用户“{username}”已存在。", "User '{username}' already exists."),
+    "unknown_user": ("用户“{username}”不存在。", "No user named '{username}'."),
+    "unknown_role": (
+        "未知角色“{role}”。可用角色：{available}。",
+        "Unknown role '{role}'. Available roles: {available}.",
+    ),
+    "unknown_area": ("未知区域编码“{code}”。", "Unknown area code '{code}'."),
+    "unknown_grid": ("未知网格编码“{code}”。", "Unknown grid code '{code}'."),
+    "scope_mismatch": (
+        "角色“{role}”需要绑定到{scope}。",
+        "Role '{role}' must be bound to a {scope}.",
+    ),
+}
+
+
+def message_for(code: str, locale: str, details: dict[str, Any] | None = None) -> str:
+    """Return the human message for ``code`` in ``locale`` (falls back to zh-CN)."""
+    zh, en = MESSAGES.get(code, MESSAGES["internal_error"])
+    template = en if locale.lower().startswith("en") else zh
+    try:
+        return template.format(**(details or {}))
+    except (KeyError, IndexError, ValueError):
+        logger.warning("message template for %s lacks details %s", code, details)
+        return template
+
+
+class MinqingError(Exception):
+    """Base of every error a client may see; ``status`` is the HTTP status it maps to."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, code: str | None = None, /, **details: Any) -> None:
+        if code is not None:
+            self.code = code
+        self.details = details
+        super().__init__(message_for(self.code, "en", details))
+
+    def message(self, locale: str = DEFAULT_LOCALE) -> str:
+        return message_for(self.code, locale, self.details)
+
+    def to_dict(self, locale: str = DEFAULT_LOCALE) -> dict[str, Any]:
+        """The DESIGN §7 envelope body."""
+        public = {k: v for k, v in self.details.items() if not k.startswith("_")}
+        return {"error": {"code": self.code, "message": self.message(locale), "details": public}}
+
+
+class BadRequest(MinqingError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(MinqingError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(MinqingError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(MinqingError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(MinqingError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(MinqingError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(MinqingError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(MinqingError):
+    status = 422
+    code = "validation_failed"
+
+
+class RateLimited(MinqingError):
+    status = 429
+    code = "rate_limited"
+
+
+class ServiceUnavailable(MinqingError):
+    status = 503
+    code = "db_unavailable"
+
+
+class InternalError(MinqingError):
+    status = 500
+    code = "internal_error"

@@ -1,0 +1,1 @@
+"""The grids layer."""

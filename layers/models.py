@@ -1,0 +1,40 @@
+"""Every mapped class, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from layers.areas.models import Area
+from layers.auth.models import Role, RoleBinding, User
+from layers.base import Base
+from layers.buildings.models import Building
+from layers.circles.models import ServiceCircle
+from layers.grids.models import Generation, Grid
+from layers.network.models import NetworkEdge, NetworkNode, NetworkVersion
+from layers.requests.models import (
+    IdempotencyKey,
+    Notification,
+    Request,
+    RequestEvent,
+    RequestOffer,
+)
+from layers.venues.models import Venue
+from layers.volunteers.models import Volunteer
+
+__all__ = [
+    "Area",
+    "Base",
+    "Building",
+    "Generation",
+    "Grid",
+    "IdempotencyKey",
+    "NetworkEdge",
+    "NetworkNode",
+    "NetworkVersion",
+    "Notification",
+    "Request",
+    "RequestEvent",
+    "RequestOffer",
+    "Role",
+    "RoleBinding",
+    "ServiceCircle",
+    "User",
+    "Venue",
+    "Volunteer",
+]

@@ -1,0 +1,128 @@
+"""Requests 民情诉求, their append-only history, offers, idempotency keys and the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from layers.base import Base, geometry, gist_index, in_values, now_column
+from layers.requests.workflow import OwnerLevel, Status
+
+STATUSES = tuple(s.value for s in Status)
+OWNER_LEVELS = tuple(o.value for o in OwnerLevel)
+
+
+class Request(Base):
+    __tablename__ = "requests"
+    __table_args__ = (
+        gist_index("requests"),
+        in_values("status", STATUSES, "status"),
+        in_values("owner_level", OWNER_LEVELS, "owner_level"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
+        CheckConstraint("char_length(text) <= 2000", name="text_length"),
+        Index("ix_requests_status_deadline", "status", "deadline_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    ticket_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    contact_name: Mapped[str | None] = mapped_column(String(100))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    owner_level: Mapped[str] = mapped_column(String(16))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    building_code: Mapped[str | None] = mapped_column(String(24))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    original_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    source: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    geom = geometry("POINT")
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = now_column()
+
+
+class RequestEvent(Base):
+    """Append-only history (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "request_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    at: Mapped[datetime] = now_column()
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    owner_level: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSONB, default=dict)
+
+
+class RequestOffer(Base):
+    """Volunteers offered a request (接单候选), ranked by distance."""
+
+    __tablename__ = "request_offers"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(
+        ForeignKey("volunteers.id"), primary_key=True, index=True
+    )
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    distance_m: Mapped[float] = mapped_column(Float)
+    distance_method: Mapped[str] = mapped_column(String(16))
+    offered_at: Mapped[datetime] = now_column()
+
+
+class IdempotencyKey(Base):
+    """Idempotency-Key on submit: kept 24 h, scoped to the client that sent it."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(SmallInteger)
+    response: Mapped[dict] = mapped_column(JSONB)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    created_at: Mapped[datetime] = now_column()
+
+
+class Notification(Base):
+    """Outbox: one entry per event someone must act on; delivery channels come later."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("request_events.id"), index=True)
+    recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    recipient_volunteer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("volunteers.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = now_column()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,33 @@
+"""Volunteers (在职党员"双报到"、志愿者) registered with their home community."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Identity, Integer, String
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from layers.base import Base, geometry, gist_index, now_column
+
+
+class Volunteer(Base):
+    __tablename__ = "volunteers"
+    __table_args__ = (
+        gist_index("volunteers"),
+        CheckConstraint("load_limit >= 0 AND active_load >= 0", name="load"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
+    availability: Mapped[dict] = mapped_column(JSONB, default=dict)
+    load_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    active_load: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    geom = geometry("POINT")
+    registered_at: Mapped[datetime] = now_column()
