@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,17 @@ def parse_osm_tag_rules(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
     return tuple(alternatives)
 
 
+def _read_text(filename: str) -> str:
+    try:
+        return resources.files(_PACKAGE).joinpath(_FOLDER, filename).read_text(encoding="utf-8")
+    except (NotADirectoryError, TypeError, ModuleNotFoundError, FileNotFoundError):
+        # e.g. an editable install made while ``data`` was still a namespace package
+        logger.debug("importlib.resources failed for %s; reading beside the module", filename)
+        return (Path(__file__).with_name(_FOLDER) / filename).read_text(encoding="utf-8")
+
+
 def _rows(filename: str) -> list[dict[str, str]]:
-    text = resources.files(_PACKAGE).joinpath(_FOLDER, filename).read_text(encoding="utf-8")
+    text = _read_text(filename)
     return [
         {k.strip(): (v or "").strip() for k, v in row.items()}
         for row in csv.DictReader(io.StringIO(text))
