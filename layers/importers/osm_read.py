@@ -37,6 +37,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon
 
 from data.catalogues import venue_category_for_tags, venue_category_keys
+from geo.crs import utm_crs_for_lonlat
 from geo.households import estimate_households, is_residential, parse_osm_number
 
 logger = logging.getLogger(__name__)
@@ -235,14 +236,6 @@ def _frame(records: list[dict[str, Any]], columns: Mapping[str, str]) -> gpd.Geo
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def utm_crs_for_lonlat(lon: float, lat: float) -> pyproj.CRS:
-    """WGS84 / UTM CRS of the zone containing (lon, lat)."""
-    if not (math.isfinite(lon) and math.isfinite(lat)):
-        raise ValueError("centre must be finite")
-    zone = min(60, max(1, int((lon + 180.0) // 6.0) + 1))
-    return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 def walk_exclusion_reason(tags: Mapping[str, str]) -> str | None:
@@ -688,21 +681,14 @@ def _build_network(
     return nodes, edges, roads
 
 
-def _centre_lonlat(raw: _RawOsm) -> tuple[float, float]:
-    lons: list[np.ndarray] = [np.array([n[1] for n in raw.nodes])]
-    lats: list[np.ndarray] = [np.array([n[2] for n in raw.nodes])]
-    for way in raw.ways:
-        lons.append(way.lon)
-        lats.append(way.lat)
-    lon = np.concatenate(lons) if lons else np.zeros(0)
-    lat = np.concatenate(lats) if lats else np.zeros(0)
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    if not ok.any():
-        return 0.0, 0.0
-    return (
-        float((np.min(lon[ok]) + np.max(lon[ok])) / 2),
-        float((np.min(lat[ok]) + np.max(lat[ok])) / 2),
-    )
+def _utm_for_raw(raw: _RawOsm) -> pyproj.CRS:
+    """UTM zone of the data's centre (median of all known coordinates)."""
+    lons = [np.array([n[1] for n in raw.nodes])] + [w.lon for w in raw.ways]
+    lats = [np.array([n[2] for n in raw.nodes])] + [w.lat for w in raw.ways]
+    lon, lat = np.concatenate(lons), np.concatenate(lats)
+    if not (np.isfinite(lon) & np.isfinite(lat)).any():
+        return utm_crs_for_lonlat(0.0, 0.0)  # nothing located: any metric CRS will do
+    return utm_crs_for_lonlat(lon, lat)
 
 
 def read_osm(
@@ -727,7 +713,7 @@ def read_osm(
         raise FileNotFoundError(path)
     raw = _collect(path)
     summary = ImportSummary(source=str(path))
-    utm = utm_crs_for_lonlat(*_centre_lonlat(raw))
+    utm = _utm_for_raw(raw)
     buildings = _build_buildings(raw, summary, utm, dwelling_size_m2, default_levels)
     pois = _build_pois(raw, summary)
     nodes, edges, roads = _build_network(raw, summary)
@@ -778,8 +764,8 @@ def read_lines_as_network(gdf_lines: gpd.GeoDataFrame, snap_m: float = 0.5) -> N
         rows.extend([idx] * len(found))
 
     if parts:
-        bounds = shapely.total_bounds(np.array(parts, dtype=object))
-        utm = utm_crs_for_lonlat((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+        all_xy = shapely.get_coordinates(np.array(parts, dtype=object))
+        utm = utm_crs_for_lonlat(all_xy[:, 0], all_xy[:, 1])
     else:
         utm = utm_crs_for_lonlat(0.0, 0.0)
     to_utm = pyproj.Transformer.from_crs(CRS_LONLAT, utm, always_xy=True)
@@ -814,7 +800,7 @@ def read_lines_as_network(gdf_lines: gpd.GeoDataFrame, snap_m: float = 0.5) -> N
     summary.stats["merged_ends"] = int(n_ends - n_nodes)
 
     input_cols = [c for c in gdf.columns if c != gdf.geometry.name]
-    reserved = set(EDGE_COLUMNS) | {"line_index", "geometry"}
+    reserved = {"source", "target", "length_m", "line_index", "geometry"}
     renamed = {c: (f"{c}_input" if c in reserved else c) for c in input_cols}
     attrs = gdf[input_cols].rename(columns=renamed)
 
