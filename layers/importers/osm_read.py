@@ -389,6 +389,19 @@ def _collect(path: Path) -> _RawOsm:
         .with_areas(osmium.filter.KeyFilter(*keys))
         .with_filter(osmium.filter.KeyFilter(*keys))
     )
+    try:
+        _collect_objects(processor, wkb, poi_keys, raw)
+    except RuntimeError as exc:
+        if "out of order" in str(exc):
+            raise ValueError(
+                f"{path.name}: OSM objects must be sorted by type and id ({exc}); "
+                "sort the file first, e.g. with `osmium sort`"
+            ) from exc
+        raise
+    return raw
+
+
+def _collect_objects(processor: Any, wkb: Any, poi_keys: frozenset[str], raw: _RawOsm) -> None:
     for obj in processor:
         if obj.is_node():
             tags = dict(obj.tags)
@@ -419,7 +432,6 @@ def _collect(path: Path) -> _RawOsm:
                 logger.debug("relation %s: no area (%s)", obj.orig_id(), exc)
                 geom = None
             raw.relation_areas.append((obj.orig_id(), tags, geom))
-    return raw
 
 
 def _way_geometry(way: _Way) -> tuple[str, Any]:

@@ -184,7 +184,12 @@ def upgrade() -> None:
         "network_versions",
         sa.Column("id", sa.Integer(), sa.Identity(always=False), nullable=False),
         sa.Column("source", sa.String(length=300), nullable=False),
-        sa.Column("summary", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "summary",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -424,8 +429,18 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("phone", sa.String(length=32), nullable=True),
         sa.Column("community_id", sa.BigInteger(), nullable=True),
-        sa.Column("skills", postgresql.ARRAY(sa.String(length=32)), nullable=False),
-        sa.Column("availability", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "skills",
+            postgresql.ARRAY(sa.String(length=32)),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column(
+            "availability",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.Column("load_limit", sa.Integer(), server_default="3", nullable=False),
         sa.Column("active_load", sa.Integer(), server_default="0", nullable=False),
         sa.Column("points", sa.Integer(), server_default="0", nullable=False),
@@ -648,7 +663,12 @@ def upgrade() -> None:
         sa.Column("to_status", sa.String(length=16), nullable=False),
         sa.Column("owner_level", sa.String(length=16), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("data", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "data",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.ForeignKeyConstraint(
             ["actor_user_id"], ["users.id"], name=op.f("fk_request_events_actor_user_id_users")
         ),

@@ -1,0 +1,128 @@
+"""The permission table: action × role → scope. Every route names one action (DESIGN §7).
+
+Scopes say how far a grant reaches:
+- ``all``: everything;
+- ``subtree``: the areas the role is bound to and everything below them;
+- ``grids``: the grids the role is bound to (by code, so redraws keep bindings);
+- ``self``: only the principal's own records (a volunteer's own offers, say).
+``ANONYMOUS`` grants need no login at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+Scope = Literal["all", "subtree", "grids", "self"]
+ANONYMOUS = "anonymous"
+AUTHENTICATED = "authenticated"  # any logged-in account, whatever its roles
+
+ROLES = (
+    "admin",
+    "planner",
+    "street_staff",
+    "community_staff",
+    "grid_leader",
+    "grid_member",
+    "volunteer",
+)
+
+_STAFF: dict[str, Scope] = {
+    "admin": "all",
+    "street_staff": "subtree",
+    "community_staff": "subtree",
+    "grid_leader": "grids",
+    "grid_member": "grids",
+}
+
+PERMISSIONS: dict[str, dict[str, Scope]] = {
+    # platform
+    "health.read": {ANONYMOUS: "all"},
+    "assets.read": {ANONYMOUS: "all"},
+    "auth.login": {ANONYMOUS: "all"},
+    "auth.logout": {ANONYMOUS: "all"},
+    "auth.whoami": {AUTHENTICATED: "self"},
+    # map layers without personal data: anyone, residents included
+    "layers.read_public": {ANONYMOUS: "all"},
+    "pages.district_map": {ANONYMOUS: "all"},
+    # layers holding personal data (volunteers, requests)
+    "layers.read_personal": {**_STAFF, "planner": "all"},
+}
+
+# Who sees names and phones unmasked (DESIGN: the assignee, the grid's leader, staff above).
+PII_VISIBLE_ROLES = frozenset({"admin", "street_staff", "community_staff", "grid_leader"})
+
+
+@dataclass(frozen=True)
+class Binding:
+    role: str
+    area_id: int | None = None
+    grid_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an account with its role bindings, or anonymous (user_id None)."""
+
+    user_id: int | None = None
+    username: str | None = None
+    bindings: tuple[Binding, ...] = field(default_factory=tuple)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user_id is not None
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(b.role for b in self.bindings)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an allowed principal may reach for one action."""
+
+    everything: bool = False
+    area_ids: frozenset[int] = frozenset()  # roots of subtrees
+    grid_codes: frozenset[str] = frozenset()
+    own: bool = False
+    pii: bool = False
+
+
+def grant_for(action: str, principal: Principal) -> Grant | None:
+    """The principal's grant for ``action``, or None when not allowed at all."""
+    try:
+        table = PERMISSIONS[action]
+    except KeyError:
+        raise KeyError(f"action {action!r} has no row in the permission table") from None
+    if ANONYMOUS in table:
+        return Grant(everything=True, pii=bool(principal.roles & PII_VISIBLE_ROLES))
+    if not principal.authenticated:
+        return None
+    if AUTHENTICATED in table:
+        return Grant(own=True)
+    everything, own = False, False
+    areas: set[int] = set()
+    grids: set[str] = set()
+    for b in principal.bindings:
+        scope = table.get(b.role)
+        if scope == "all":
+            everything = True
+        elif scope == "subtree" and b.area_id is not None:
+            areas.add(b.area_id)
+        elif scope == "grids" and b.grid_code is not None:
+            grids.add(b.grid_code)
+        elif scope == "self":
+            own = True
+    if not (everything or areas or grids or own):
+        return None
+    pii = bool({b.role for b in principal.bindings if b.role in table} & PII_VISIBLE_ROLES)
+    return Grant(
+        everything=everything,
+        area_ids=frozenset(areas),
+        grid_codes=frozenset(grids),
+        own=own,
+        pii=pii,
+    )

@@ -1,0 +1,162 @@
+"""Accounts and role bindings. Keyword-only functions; each owns its transaction."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from layers.areas.models import Area
+from layers.auth.models import Role, RoleBinding, User
+from layers.auth.permissions import Binding, Principal
+from layers.errors import BadRequest, Conflict, NotFound, Unauthorized
+from layers.grids.models import Grid
+
+logger = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(
+            "validation_failed", reason=f"password shorter than {MIN_PASSWORD_LENGTH} characters"
+        )
+
+
+def get_user(*, session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound("unknown_user", username=username)
+    return user
+
+
+def create_user(
+    *,
+    session: Session,
+    username: str,
+    password: str,
+    display_name: str | None = None,
+    phone: str | None = None,
+) -> User:
+    """Create an account with a hashed password."""
+    _check_password(password)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict("user_exists", username=username)
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password),
+        display_name=display_name or username,
+        phone=phone,
+    )
+    session.add(user)
+    session.commit()
+    logger.info("created user %s", username)
+    return user
+
+
+def bind_role(
+    *,
+    session: Session,
+    username: str,
+    role: str,
+    area_code: str | None = None,
+    grid_code: str | None = None,
+) -> RoleBinding:
+    """Give ``username`` a role over an area (subtree), a grid (by code) or everything."""
+    user = get_user(session=session, username=username)
+    role_row = session.get(Role, role)
+    if role_row is None:
+        available = ", ".join(session.scalars(select(Role.code).order_by(Role.code)))
+        raise BadRequest("unknown_role", role=role, available=available)
+    area_id = None
+    if role_row.scope_kind == "area":
+        if area_code is None:
+            raise BadRequest("scope_mismatch", role=role, scope="area (--area CODE)")
+        area_id = session.scalar(select(Area.id).where(Area.code == area_code))
+        if area_id is None:
+            raise NotFound("unknown_area", code=area_code)
+    elif role_row.scope_kind == "grid":
+        if grid_code is None:
+            raise BadRequest("scope_mismatch", role=role, scope="grid (--grid CODE)")
+        if session.scalar(select(Grid.id).where(Grid.code == grid_code).limit(1)) is None:
+            raise NotFound("unknown_grid", code=grid_code)
+    elif area_code or grid_code:
+        raise BadRequest("scope_mismatch", role=role, scope="nothing (global role)")
+    binding = session.scalar(
+        select(RoleBinding).where(
+            RoleBinding.user_id == user.id,
+            RoleBinding.role_code == role,
+            RoleBinding.area_id.is_(None) if area_id is None else RoleBinding.area_id == area_id,
+            RoleBinding.grid_code.is_(None)
+            if grid_code is None
+            else RoleBinding.grid_code == grid_code,
+        )
+    )
+    if binding is None:
+        binding = RoleBinding(
+            user_id=user.id,
+            role_code=role,
+            area_id=area_id,
+            grid_code=grid_code if role_row.scope_kind == "grid" else None,
+        )
+        session.add(binding)
+    session.commit()
+    return binding
+
+
+def set_active(*, session: Session, username: str, active: bool) -> User:
+    """Deactivate (or reactivate) an account; its tokens stop working at once."""
+    user = get_user(session=session, username=username)
+    user.active = active
+    user.token_version += 1
+    session.commit()
+    return user
+
+
+def reset_password(*, session: Session, username: str, password: str) -> User:
+    """Set a new password and invalidate every token issued before."""
+    _check_password(password)
+    user = get_user(session=session, username=username)
+    user.password_hash = generate_password_hash(password)
+    user.token_version += 1
+    session.commit()
+    return user
+
+
+def authenticate(*, session: Session, username: str, password: str) -> User:
+    """The active user with these credentials, or 401 ``invalid_credentials``."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active or not check_password_hash(user.password_hash, password):
+        raise Unauthorized("invalid_credentials")
+    return user
+
+
+def load_principal(*, session: Session, user_id: int, token_version: int) -> Principal | None:
+    """The principal for a session or token, or None if the account changed since."""
+    user = session.get(User, user_id)
+    if user is None or not user.active or user.token_version != token_version:
+        return None
+    rows = session.execute(
+        select(RoleBinding.role_code, RoleBinding.area_id, RoleBinding.grid_code).where(
+            RoleBinding.user_id == user_id
+        )
+    ).all()
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        bindings=tuple(Binding(role=r, area_id=a, grid_code=g) for r, a, g in rows),
+    )
+
+
+def list_users(*, session: Session) -> list[tuple[User, list[RoleBinding]]]:
+    users = session.scalars(select(User).order_by(User.username)).all()
+    out = []
+    for u in users:
+        bindings = session.scalars(
+            select(RoleBinding).where(RoleBinding.user_id == u.id).order_by(RoleBinding.id)
+        ).all()
+        out.append((u, list(bindings)))
+    return out

@@ -1,0 +1,209 @@
+"""Read any map layer as GeoJSON features by bbox, paged by an opaque keyset cursor.
+
+The layer registry is the single list of layer names the API, the tiles and the maps use.
+Layers with personal data (volunteers, requests) are filtered to the caller's grant and mask
+names and phones unless the grant allows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from layers.auth.permissions import Grant
+from layers.auth.pii import mask_name, mask_phone
+from layers.bbox import BBox
+from layers.errors import BadRequest, NotFound
+
+logger = logging.getLogger(__name__)
+
+LIVE_GRIDS = (
+    "g.generation_low <= (SELECT coalesce(max(id), 0) FROM generations) AND "
+    "(g.generation_high IS NULL OR g.generation_high > (SELECT coalesce(max(id), 0) "
+    "FROM generations))"
+)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    from_sql: str  # FROM clause with alias t for the row, t.id and t.geom required
+    columns: str  # select list of properties
+    personal: bool = False
+    where: str = "TRUE"
+    scope_sql: Callable[[Grant], tuple[str, dict[str, Any]]] | None = None
+    mask: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+
+
+def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Grant], tuple]:
+    """Scope filter: rows in the granted areas' subtrees or granted grids."""
+
+    def build(grant: Grant) -> tuple[str, dict[str, Any]]:
+        if grant.everything:
+            return "TRUE", {}
+        clauses = []
+        params: dict[str, Any] = {}
+        if grant.area_ids:
+            clauses.append(
+                f"{community_col} IN (WITH RECURSIVE sub AS ("
+                " SELECT id FROM areas WHERE id = ANY(:scope_areas)"
+                " UNION SELECT a.id FROM areas a JOIN sub ON a.parent_id = sub.id)"
+                " SELECT id FROM sub)"
+            )
+            params["scope_areas"] = sorted(grant.area_ids)
+        if grant.grid_codes and grid_code_col:
+            clauses.append(f"{grid_code_col} = ANY(:scope_grids)")
+            params["scope_grids"] = sorted(grant.grid_codes)
+        return ("(" + " OR ".join(clauses) + ")") if clauses else "FALSE", params
+
+    return build
+
+
+LAYERS: dict[str, LayerSpec] = {
+    spec.name: spec
+    for spec in (
+        LayerSpec(
+            "areas",
+            "areas t LEFT JOIN areas p ON p.id = t.parent_id",
+            "t.code, t.name, t.name_en, t.level, p.code AS parent_code",
+        ),
+        LayerSpec(
+            "grids",
+            "grids t JOIN areas c ON c.id = t.community_id",
+            "t.code, t.name, c.code AS community_code, c.name AS community_name,"
+            " t.households, t.population, t.generation_low",
+            where=LIVE_GRIDS.replace("g.", "t."),
+        ),
+        LayerSpec(
+            "buildings",
+            "buildings t",
+            "t.code, t.name, t.building_type, t.levels, t.residential, t.households,"
+            " t.households_estimated, t.leader_name, t.leader_phone,"
+            " (SELECT g.code FROM grids g WHERE ST_Covers(g.geom, t.rep_point) AND "
+            + LIVE_GRIDS
+            + " ORDER BY g.code LIMIT 1) AS grid_code",
+            mask=(("leader_name", mask_name), ("leader_phone", mask_phone)),
+        ),
+        LayerSpec(
+            "venues",
+            "venues t",
+            "t.category, t.name, t.opening_hours, t.capacity, t.shared, t.address",
+            where="t.active",
+        ),
+        LayerSpec(
+            "service_circles",
+            "service_circles t",
+            "t.venue_id, t.category, t.tier, t.budget_m, t.budget_unit, t.method,"
+            " t.network_version",
+        ),
+        LayerSpec(
+            "volunteers",
+            "volunteers t LEFT JOIN areas c ON c.id = t.community_id",
+            "t.name, t.phone, c.code AS community_code, t.skills, t.availability,"
+            " t.load_limit, t.active_load, t.points",
+            personal=True,
+            where="t.active",
+            scope_sql=_subtree_sql("t.community_id", None),
+            mask=(("name", mask_name), ("phone", mask_phone)),
+        ),
+        LayerSpec(
+            "requests",
+            "requests t LEFT JOIN grids g ON g.id = t.grid_id",
+            "t.number, t.category, t.text, t.status, t.owner_level, g.code AS grid_code,"
+            " t.deadline_at, t.created_at, t.rating, t.contact_name, t.contact_phone",
+            personal=True,
+            scope_sql=_subtree_sql("t.community_id", "g.code"),
+            mask=(("contact_name", mask_name), ("contact_phone", mask_phone)),
+        ),
+    )
+}
+
+
+def layer_spec(name: str) -> LayerSpec:
+    try:
+        return LAYERS[name]
+    except KeyError:
+        raise NotFound("unknown_layer", layer=name, available=", ".join(LAYERS)) from None
+
+
+def encode_cursor(layer: str, after_id: int) -> str:
+    raw = json.dumps({"l": layer, "a": after_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(layer: str, cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if data["l"] != layer or not isinstance(data["a"], int) or data["a"] < 0:
+            raise ValueError
+        return int(data["a"])
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("invalid_cursor") from None
+
+
+@dataclass
+class FeaturePage:
+    features: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def read_features(
+    *,
+    session: Session,
+    layer: str,
+    grant: Grant,
+    bbox: BBox | None,
+    limit: int,
+    cursor: str | None,
+) -> FeaturePage:
+    """One page of ``layer`` as RFC 7946 features, ordered by id."""
+    spec = layer_spec(layer)
+    after_id = decode_cursor(layer, cursor)
+    params: dict[str, Any] = {"after_id": after_id, "lim": limit + 1}
+    where = [spec.where, "t.id > :after_id"]
+    if bbox is not None:
+        where.append("t.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
+        params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
+    if spec.scope_sql is not None:
+        clause, scope_params = spec.scope_sql(grant)
+        where.append(clause)
+        params.update(scope_params)
+    sql = (
+        f"SELECT t.id AS _id, ST_AsGeoJSON(t.geom, 7) AS _geom, {spec.columns} "
+        f"FROM {spec.from_sql} WHERE {' AND '.join(where)} ORDER BY t.id LIMIT :lim"
+    )
+    rows = session.execute(text(sql), params).mappings().all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    features = []
+    for row in rows:
+        props = {k: _json_value(v) for k, v in row.items() if not k.startswith("_")}
+        if not grant.pii:
+            for key, fn in spec.mask:
+                props[key] = fn(props.get(key))
+        features.append(
+            {
+                "type": "Feature",
+                "id": row["_id"],
+                "geometry": json.loads(row["_geom"]),
+                "properties": props,
+            }
+        )
+    next_cursor = encode_cursor(layer, rows[-1]["_id"]) if has_more and rows else None
+    return FeaturePage(features=features, next_cursor=next_cursor)

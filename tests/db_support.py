@@ -1,0 +1,105 @@
+"""Test databases: one migrated template per code version, cloned with CREATE DATABASE … TEMPLATE.
+
+The template holds the schema (and the demo district, once built) and is reused across test
+sessions while the files that shape it are unchanged, so quick loops stay quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine, make_url
+
+from layers.config import PROJECT_ROOT
+from layers.db import migrate
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_INPUTS = (
+    "layers/migrations",
+    "data",
+    "layers/importers",
+    "geo/partition.py",
+    "geo/households.py",
+    "geo/codes.py",
+)
+
+
+def template_fingerprint(extra: str = "") -> str:
+    h = hashlib.sha1(extra.encode())
+    for rel in TEMPLATE_INPUTS:
+        p = PROJECT_ROOT / rel
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(PROJECT_ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def admin_engine(url: str) -> Engine:
+    return create_engine(
+        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=None
+    )
+
+
+def url_for_db(url: str, name: str) -> URL:
+    return make_url(url).set(database=name)
+
+
+def database_exists(admin: Engine, name: str) -> bool:
+    with admin.connect() as c:
+        return bool(c.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}))
+
+
+def drop_database(admin: Engine, name: str) -> None:
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def clone_database(admin: Engine, template: str, name: str) -> None:
+    drop_database(admin, name)
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+
+
+def ensure_template(
+    url: str, *, fill: Callable[[str], None] | None = None, tag: str = "schema"
+) -> str:
+    """Name of an up-to-date template database, built (migrated, then filled) if missing."""
+    fingerprint = template_fingerprint(tag)
+    name = f"minqing_tpl_{tag}_{fingerprint}"
+    admin = admin_engine(url)
+    try:
+        if database_exists(admin, name) and os.environ.get("MINQING_REBUILD_TEMPLATE") != "1":
+            return name
+        with admin.connect() as c:
+            stale = c.scalars(
+                text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                {"p": f"minqing_tpl_{tag}_%"},
+            ).all()
+        for old in stale:
+            drop_database(admin, old)
+        building = name + "_building"
+        drop_database(admin, building)
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{building}"'))
+        build_url = url_for_db(url, building).render_as_string(hide_password=False)
+        migrate(build_url)
+        if fill is not None:
+            fill(build_url)
+        with admin.connect() as c:
+            c.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+        logger.info("built template database %s", name)
+        return name
+    finally:
+        admin.dispose()
+
+
+def project_path(*parts: str) -> Path:
+    return PROJECT_ROOT.joinpath(*parts)

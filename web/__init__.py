@@ -1,0 +1,40 @@
+"""Flask app factory: thin blueprints over the layers' services (DESIGN §4)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from layers.config import Settings, settings_from_env
+from layers.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
+    """Build the app; ``database`` overrides the engine made from ``settings.database_url``."""
+    from web import api, assets, core, pages
+    from web.db import close_session
+    from web.errors import register_error_handlers
+
+    settings = settings or settings_from_env()
+    if database is None:
+        if not settings.database_url:
+            raise RuntimeError("create_app needs settings.database_url or a database")
+        database = Database.from_url(settings.database_url)
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MINQING=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["minqing.db"] = database
+    app.teardown_appcontext(close_session)
+    for bp in (core.bp, assets.bp, api.bp, pages.bp):
+        app.register_blueprint(bp)
+    register_error_handlers(app)
+    return app

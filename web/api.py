@@ -1,0 +1,118 @@
+"""REST + GeoJSON API under /api/v1 (DESIGN §7). Routes parse, call one service, serialise."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+
+from layers.auth.service import authenticate
+from layers.bbox import parse_bbox
+from layers.errors import BadRequest
+from layers.features import LAYERS, layer_spec, read_features
+from web.auth import current_principal, issue_token, policy, require
+from web.db import db_session
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def parse_limit(raw: str | None) -> int:
+    settings = current_app.config["MINQING"]
+    if raw is None or raw == "":
+        return settings.api_default_limit
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest("invalid_limit", max=settings.api_max_limit) from None
+    if not 1 <= value <= settings.api_max_limit:
+        raise BadRequest("invalid_limit", max=settings.api_max_limit)
+    return value
+
+
+def json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("invalid_json")
+    return data
+
+
+@bp.get("/layers")
+@policy("layers.read_public")
+def layers_index():
+    return jsonify(
+        {
+            "layers": [
+                {
+                    "name": name,
+                    "personal": spec.personal,
+                    "href": url_for("api.layer_features", layer=name, _external=False),
+                }
+                for name, spec in LAYERS.items()
+            ]
+        }
+    )
+
+
+@bp.get("/layers/<layer>")
+@policy("layers.read_public")
+def layer_features(layer: str):
+    """RFC 7946 FeatureCollection of ``layer`` in ``bbox``, paged by ``cursor``."""
+    spec = layer_spec(layer)
+    grant = require("layers.read_personal") if spec.personal else g.grant
+    settings = current_app.config["MINQING"]
+    bbox = parse_bbox(request.args.get("bbox"), max_deg=settings.bbox_max_deg)
+    limit = parse_limit(request.args.get("limit"))
+    page = read_features(
+        session=db_session(),
+        layer=layer,
+        grant=grant,
+        bbox=bbox,
+        limit=limit,
+        cursor=request.args.get("cursor"),
+    )
+    next_url = None
+    if page.next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for("api.layer_features", layer=layer, cursor=page.next_cursor, **args)
+    return jsonify(
+        {
+            "type": "FeatureCollection",
+            "features": page.features,
+            "numberReturned": len(page.features),
+            "links": {"next": next_url},
+        }
+    )
+
+
+@bp.post("/auth/token")
+@policy("auth.login")
+def auth_token():
+    """Exchange username + password for a bearer token."""
+    body = json_body()
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise BadRequest("validation_failed", reason="username and password are required")
+    user = authenticate(session=db_session(), username=username, password=password)
+    settings = current_app.config["MINQING"]
+    return jsonify(
+        {
+            "token": issue_token(user.id, user.token_version),
+            "token_type": "Bearer",
+            "expires_in": settings.token_max_age_s,
+        }
+    )
+
+
+@bp.get("/auth/whoami")
+@policy("auth.whoami")
+def whoami():
+    p = current_principal()
+    return jsonify(
+        {
+            "username": p.username,
+            "roles": [
+                {"role": b.role, "area_id": b.area_id, "grid_code": b.grid_code} for b in p.bindings
+            ],
+        }
+    )

@@ -1,0 +1,336 @@
+"""The ``minqing`` command: database, migrations, demo, imports, users, serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from layers.config import PROJECT_ROOT, Settings, settings_from_env
+from layers.db import Database, check_reachable, migrate
+from layers.embedded import EmbeddedCluster, EmbeddedError
+from layers.errors import MinqingError
+
+logger = logging.getLogger(__name__)
+
+
+class Context:
+    """Resolved settings plus, when we started it, the embedded cluster to stop later."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cluster = EmbeddedCluster(settings.project_root)
+
+    def database_url(self, *, start: bool = True) -> str:
+        """DATABASE_URL if set (checked reachable), else the embedded cluster's URL."""
+        if self.settings.database_url:
+            url = self.settings.database_url
+        elif start:
+            try:
+                url = self.cluster.up()
+            except EmbeddedError as exc:
+                raise click.ClickException(str(exc)) from exc
+        else:
+            url = self.cluster.url()
+        try:
+            check_reachable(url)
+        except MinqingError as exc:
+            where = "DATABASE_URL" if self.settings.database_url else "the embedded database"
+            raise click.ClickException(
+                f"cannot reach {where} ({_redact(url)}): {exc.details.get('reason', exc)}"
+            ) from exc
+        return url
+
+    def database(self) -> Database:
+        return Database.from_url(self.database_url())
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """民情 Minqing: GIS grid management for urban communities."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(settings_from_env())
+
+
+# -- database -----------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The embedded PostgreSQL + PostGIS cluster (ignored when DATABASE_URL is set)."""
+
+
+@db.command("up")
+@pass_ctx
+def db_up(c: Context) -> None:
+    """Create (once) and start the cluster; print its URL."""
+    click.echo(c.database_url())
+
+
+@db.command("down")
+@pass_ctx
+def db_down(c: Context) -> None:
+    """Stop the embedded cluster."""
+    if c.settings.database_url:
+        click.echo("DATABASE_URL is set: nothing to stop.")
+        return
+    click.echo("stopped" if c.cluster.down() else "not running")
+
+
+@db.command("url")
+@pass_ctx
+def db_url(c: Context) -> None:
+    """Print the database URL (starting the embedded cluster if needed)."""
+    click.echo(c.database_url())
+
+
+@main.command("migrate")
+@click.option("--revision", default="head", show_default=True)
+@pass_ctx
+def migrate_cmd(c: Context, revision: str) -> None:
+    """Upgrade the schema to REVISION."""
+    migrate(c.database_url(), revision)
+    click.echo(f"schema at {revision}")
+
+
+# -- users --------------------------------------------------------------------------------
+@main.group()
+def users() -> None:
+    """Accounts and role bindings."""
+
+
+def _run_service(c: Context, fn, **kw):
+    database = c.database()
+    try:
+        with database.session() as s:
+            return fn(session=s, **kw)
+    except MinqingError as exc:
+        raise click.ClickException(exc.message("en")) from exc
+    finally:
+        database.engine.dispose()
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--name", "display_name", default=None, help="Display name (姓名).")
+@click.option("--phone", default=None)
+@pass_ctx
+def users_create(
+    c: Context, username: str, password: str, display_name: str | None, phone: str | None
+) -> None:
+    """Create an account."""
+    from layers.auth.service import create_user
+
+    _run_service(
+        c,
+        create_user,
+        username=username,
+        password=password,
+        display_name=display_name,
+        phone=phone,
+    )
+    click.echo(f"created {username}")
+
+
+@users.command("bind")
+@click.argument("username")
+@click.argument("role")
+@click.option("--area", "area_code", default=None, help="Area code (street / community).")
+@click.option("--grid", "grid_code", default=None, help="15-digit grid code.")
+@pass_ctx
+def users_bind(
+    c: Context, username: str, role: str, area_code: str | None, grid_code: str | None
+) -> None:
+    """Give USERNAME the ROLE over an area, a grid or everything."""
+    from layers.auth.service import bind_role
+
+    _run_service(
+        c, bind_role, username=username, role=role, area_code=area_code, grid_code=grid_code
+    )
+    click.echo(f"bound {username} as {role}")
+
+
+@users.command("deactivate")
+@click.argument("username")
+@pass_ctx
+def users_deactivate(c: Context, username: str) -> None:
+    """Deactivate an account (its sessions and tokens stop working)."""
+    from layers.auth.service import set_active
+
+    _run_service(c, set_active, username=username, active=False)
+    click.echo(f"deactivated {username}")
+
+
+@users.command("activate")
+@click.argument("username")
+@pass_ctx
+def users_activate(c: Context, username: str) -> None:
+    """Reactivate an account."""
+    from layers.auth.service import set_active
+
+    _run_service(c, set_active, username=username, active=True)
+    click.echo(f"activated {username}")
+
+
+@users.command("reset-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@pass_ctx
+def users_reset_password(c: Context, username: str, password: str) -> None:
+    """Set a new password; earlier tokens are revoked."""
+    from layers.auth.service import reset_password
+
+    _run_service(c, reset_password, username=username, password=password)
+    click.echo(f"password reset for {username}")
+
+
+@users.command("list")
+@pass_ctx
+def users_list(c: Context) -> None:
+    """List accounts with their roles."""
+    from layers.auth.service import list_users
+
+    for user, bindings in _run_service(c, list_users):
+        roles = ", ".join(
+            b.role_code
+            + (f"@{b.grid_code}" if b.grid_code else "")
+            + (f"@area:{b.area_id}" if b.area_id else "")
+            for b in bindings
+        )
+        state = "" if user.active else " (inactive)"
+        click.echo(f"{user.username}{state}\t{user.display_name}\t{roles}")
+
+
+# -- serving ------------------------------------------------------------------------------
+def _secret_key(settings: Settings) -> str:
+    """MINQING_SECRET_KEY, or one generated once and kept under var/ (shared by workers)."""
+    if os.environ.get("MINQING_SECRET_KEY"):
+        return settings.secret_key
+    path = settings.project_root / "var" / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"port {port} on {host} is already in use ({exc.strerror}); is another "
+                f"`minqing serve` running? Choose another port with --port."
+            ) from exc
+
+
+def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Serve the app under gunicorn until interrupted; each worker builds its own engine."""
+    from gunicorn.app.base import BaseApplication
+
+    from web import create_app
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 5)
+
+        def load(self):
+            return create_app(settings)
+
+    ensure_port_free(host, port)
+    click.echo(f"Minqing on http://{host}:{port}/  (Ctrl-C to stop)")
+    _Server().run()
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@pass_ctx
+def serve(c: Context, host: str, port: int, workers: int) -> None:
+    """Run the web app under gunicorn."""
+    ensure_port_free(host, port)
+    url = c.database_url()
+    migrate(url)
+    settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
+    run_gunicorn(settings, host=host, port=port, workers=workers)
+
+
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--no-serve", is_flag=True, help="Load the demo district and exit.")
+@pass_ctx
+def demo(c: Context, host: str, port: int, workers: int, no_serve: bool) -> None:
+    """Start the database, load the demo district and serve it; Ctrl-C stops everything."""
+    if not no_serve:
+        ensure_port_free(host, port)
+    started_here = not c.settings.database_url and c.cluster.running_pid() is None
+    url = c.database_url()
+    try:
+        migrate(url)
+        _load_demo(url)
+        if no_serve:
+            return
+        settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        run_gunicorn(settings, host=host, port=port, workers=workers)
+    finally:
+        if started_here and not no_serve:
+            c.cluster.down()
+            click.echo("database stopped")
+
+
+def _load_demo(url: str) -> None:
+    try:
+        from data.demo import load_demo
+    except ImportError:
+        click.echo("demo district builder not available yet: serving an empty district")
+        return
+    database = Database.from_url(url)
+    try:
+        summary = load_demo(database=database)
+        click.echo(f"demo district ready: {summary}")
+    finally:
+        database.engine.dispose()
+
+
+# -- imports (filled by the importers) ------------------------------------------------------
+@main.group("import")
+def import_group() -> None:
+    """Import OSM, GeoJSON / GeoPackage / Shapefile / CSV files and requests."""
+
+
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

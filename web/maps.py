@@ -1,0 +1,95 @@
+"""folium map pages whose every asset is served by the app (no CDN, DESIGN §6)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import folium
+from branca.element import Element, JavascriptLink
+from flask import url_for
+from markupsafe import escape
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+logger = logging.getLogger(__name__)
+
+# Where the map opens when there is no data yet (the demo district, central Helsinki).
+FALLBACK_BOUNDS = ((60.155, 24.92), (60.18, 24.96))
+
+BASEMAPS = {
+    "osm": ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "© OpenStreetMap contributors"),
+    "tianditu": (
+        "https://t0.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
+        "&LAYER=vec&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
+        "&TILECOL={x}&tk=",
+        "© 天地图",
+    ),
+}
+
+
+def vendor(path: str) -> str:
+    return url_for("assets.vendor", filename=path)
+
+
+def data_bounds(session: Session) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """(south, west), (north, east) of the district, or of whatever data exists."""
+    for sql in (
+        "SELECT ST_Extent(geom) FROM areas WHERE level = 'district'",
+        "SELECT ST_Extent(geom) FROM grids",
+        "SELECT ST_Extent(geom) FROM buildings",
+        "SELECT ST_Extent(geom) FROM venues",
+    ):
+        row = session.execute(
+            text(f"SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ({sql}) AS x(e)")
+        ).one()
+        if row[0] is not None:
+            return (row[1], row[0]), (row[3], row[2])
+    return None
+
+
+def base_map(
+    *,
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None,
+    basemap: str,
+    tianditu_key: str = "",
+    extra_js: tuple[str, ...] = (),
+    extra_css: tuple[str, ...] = (),
+) -> folium.Map:
+    """A folium map with Leaflet from node_modules and the chosen basemap (none by default)."""
+    b = bounds or FALLBACK_BOUNDS
+    center = ((b[0][0] + b[1][0]) / 2, (b[0][1] + b[1][1]) / 2)
+    m = folium.Map(location=center, zoom_start=14, tiles=None, control_scale=True)
+    m.default_js = [("leaflet", vendor("leaflet/dist/leaflet.js"))]
+    m.default_css = [
+        ("leaflet_css", vendor("leaflet/dist/leaflet.css")),
+        ("minqing_css", url_for("assets.static", filename="css/minqing.css")),
+    ]
+    for i, js in enumerate(extra_js):
+        m.default_js.append((f"extra_js_{i}", js))
+    for i, css in enumerate(extra_css):
+        m.default_css.append((f"extra_css_{i}", css))
+    if basemap in BASEMAPS:
+        url, attribution = BASEMAPS[basemap]
+        if basemap == "tianditu":
+            url += tianditu_key
+        folium.TileLayer(tiles=url, attr=attribution, name=basemap, max_zoom=19).add_to(m)
+    m.fit_bounds([list(b[0]), list(b[1])])
+    return m
+
+
+def attach_script(m: folium.Map, src: str, init: str, config: dict[str, Any]) -> None:
+    """Load one of our scripts and call ``init(map, config)`` after the map exists."""
+    m.get_root().header.add_child(JavascriptLink(src))
+    payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+    m.get_root().script.add_child(Element(f"{init}({m.get_name()}, {payload});"))
+
+
+def render(m: folium.Map, *, title: str, lang: str, body_html: str = "") -> str:
+    root = m.get_root()
+    root.header.add_child(Element(f"<title>{escape(title)}</title>"))
+    if body_html:
+        root.html.add_child(Element(body_html))
+    html = root.render()
+    return html.replace("<html>", f'<html lang="{lang}">', 1)

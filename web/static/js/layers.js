@@ -1,0 +1,127 @@
+/* Minqing: GeoJSON layers loaded from /api/v1/layers by bbox as the map moves.
+ * User text reaches the page only through textContent, never as HTML. */
+(function (global) {
+  "use strict";
+  var Minqing = (global.Minqing = global.Minqing || {});
+  Minqing.state = { layers: {}, pending: 0, errors: [] };
+
+  function popupFor(props, fields, labels) {
+    var dl = document.createElement("dl");
+    dl.className = "mq-popup";
+    fields.forEach(function (pair) {
+      var value = props[pair[0]];
+      if (value === null || value === undefined || value === "") return;
+      var dt = document.createElement("dt");
+      dt.textContent = labels[pair[1]] || pair[1];
+      var dd = document.createElement("dd");
+      dd.textContent = String(value);
+      if (pair[0] === "households" && props.households_estimated) {
+        dd.textContent += " (" + (labels.estimated || "estimated") + ")";
+      }
+      dl.appendChild(dt);
+      dl.appendChild(dd);
+    });
+    return dl;
+  }
+
+  function bboxOf(map) {
+    var b = map.getBounds();
+    var w = Math.max(-180, b.getWest()), s = Math.max(-90, b.getSouth());
+    var e = Math.min(180, b.getEast()), n = Math.min(90, b.getNorth());
+    return [w, s, e, n].map(function (v) { return v.toFixed(6); }).join(",");
+  }
+
+  function loadAll(url, signal, onPage) {
+    return fetch(url, { signal: signal, credentials: "same-origin",
+                        headers: { Accept: "application/geo+json, application/json" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status + " for " + url);
+        return r.json();
+      })
+      .then(function (fc) {
+        onPage(fc.features);
+        if (fc.links && fc.links.next) return loadAll(fc.links.next, signal, onPage);
+        return null;
+      });
+  }
+
+  Minqing.bboxLayers = function (map, config) {
+    var control = L.control.layers(null, {}, { collapsed: global.innerWidth < 600 }).addTo(map);
+    var notice = document.createElement("div");
+    notice.className = "mq-notice";
+    notice.style.display = "none";
+    map.getContainer().appendChild(notice);
+    var specs = config.layers;
+    var controllers = {};
+
+    specs.forEach(function (spec) {
+      var group = L.geoJSON(null, {
+        style: function () { return spec.style || {}; },
+        pointToLayer: function (feature, latlng) {
+          return L.circleMarker(latlng, spec.point || { radius: 5 });
+        },
+        onEachFeature: function (feature, layer) {
+          layer.bindPopup(function () {
+            return popupFor(feature.properties, spec.popup || [], config.labels);
+          });
+          if (spec.label && feature.properties[spec.label] != null) {
+            layer.bindTooltip(String(feature.properties[spec.label]), { sticky: true });
+          }
+        },
+      });
+      group.addTo(map);
+      control.addOverlay(group, spec.title);
+      Minqing.state.layers[spec.name] = { layer: group, count: 0, loaded: false };
+    });
+
+    function refresh() {
+      var zoom = map.getZoom();
+      var hidden = [];
+      specs.forEach(function (spec) {
+        var st = Minqing.state.layers[spec.name];
+        if (controllers[spec.name]) controllers[spec.name].abort();
+        if (zoom < (spec.minZoom || 0)) {
+          st.layer.clearLayers();
+          st.count = 0;
+          st.loaded = true;
+          hidden.push(spec.title);
+          return;
+        }
+        var ctl = new AbortController();
+        controllers[spec.name] = ctl;
+        var url = config.api + "/" + spec.name + "?limit=1000&bbox=" + bboxOf(map);
+        var fresh = [];
+        st.loaded = false;
+        Minqing.state.pending += 1;
+        loadAll(url, ctl.signal, function (features) { fresh = fresh.concat(features); })
+          .then(function () {
+            st.layer.clearLayers();
+            st.layer.addData(fresh);
+            st.count = fresh.length;
+            st.loaded = true;
+            st.layer.fire("minqing:loaded");
+          })
+          .catch(function (err) {
+            if (err.name !== "AbortError") {
+              Minqing.state.errors.push(String(err));
+              st.loaded = true;
+            }
+          })
+          .finally(function () { Minqing.state.pending -= 1; });
+      });
+      if (hidden.length) {
+        notice.textContent = (config.labels.zoom_in || "Zoom in to see") + ": " + hidden.join(", ");
+        notice.style.display = "";
+      } else {
+        notice.style.display = "none";
+      }
+    }
+
+    var timer = null;
+    map.on("moveend", function () {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 120);
+    });
+    refresh();
+  };
+})(window);
