@@ -61,7 +61,7 @@ def _write_osm(
             f'<node id="{node_id}" version="1" lat="{lat:.9f}" lon="{lon:.9f}">'
             f"{_tags_xml(tags)}</node>"
         )
-    for way_id, refs, tags in ways:
+    for way_id, refs, tags in sorted(ways, key=lambda w: w[0]):  # osmium needs id order
         nds = "".join(f'<nd ref="{r}"/>' for r in refs)
         parts.append(f'<way id="{way_id}" version="1">{nds}{_tags_xml(tags)}</way>')
     parts.append("</osm>")
@@ -142,6 +142,25 @@ def test_crossing_with_shared_node_is_connected(tmp_path: Path) -> None:
     assert np.allclose(frames.network_edges["length_m"], 100.0, rtol=0.01)
 
 
+def test_ring_and_t_junction(tmp_path: Path) -> None:
+    # an isolated closed footway becomes one self-loop edge; a way ending on another's middle
+    # node splits the other there
+    nodes = {40: (0, 0), 41: (50, 0), 42: (50, 50), 1: (200, 0), 2: (300, 0), 3: (400, 0)}
+    nodes[4] = (300, 100)
+    ways = [
+        (300, [40, 41, 42, 40], {"highway": "footway"}),
+        (100, [1, 2, 3], {"highway": "residential"}),
+        (101, [4, 2], {"highway": "service"}),
+    ]
+    frames = read_osm(_write_osm(tmp_path / "ring.osm", nodes, ways))
+    _check_topology(frames)
+    assert _edge_set(frames) == {(40, 40, 300), (1, 2, 100), (2, 3, 100), (2, 4, 101)}
+    degree = frames.network_nodes.set_index("node_id")["degree"]
+    assert degree.to_dict() == {1: 1, 2: 3, 3: 1, 4: 1, 40: 2}
+    ring = frames.network_edges.set_index("way_id").loc[300]
+    assert ring["length_m"] == pytest.approx(50 + 50 + 50 * math.sqrt(2), rel=0.01)
+
+
 def test_walk_filter_buildings_and_pois(tmp_path: Path) -> None:
     nodes: dict = {i: (i * 10.0, 500.0) for i in range(20, 40)}
     nodes.update({50 + i: xy for i, xy in enumerate([(0, 0), (20, 0), (20, 20), (0, 20)])})
@@ -209,7 +228,7 @@ def test_walk_filter_buildings_and_pois(tmp_path: Path) -> None:
     assert b.loc[401, "footprint_m2"] == pytest.approx(900.0, rel=0.01)
     assert b.loc[401, "residential"] and b.loc[401, "households_estimated"]
     assert b.loc[401, "households"] == round(b.loc[401, "footprint_m2"] * 5 / 90)
-    assert pd_isna(b.loc[401, "levels"]) and pd_isna(b.loc[401, "flats"])
+    assert _isna(b.loc[401, "levels"]) and _isna(b.loc[401, "flats"])
     assert not b.loc[402, "residential"] and b.loc[402, "households"] == 0
 
     # venues
@@ -223,7 +242,7 @@ def test_walk_filter_buildings_and_pois(tmp_path: Path) -> None:
     assert b.loc[402, "geometry"].contains(p.loc[402, "geometry"])
 
 
-def pd_isna(value: object) -> bool:
+def _isna(value: object) -> bool:
     return value is None or value is np.nan or str(value) == "<NA>"
 
 
@@ -246,9 +265,17 @@ def test_walk_exclusion_reason(tags: dict, reason: str | None) -> None:
     assert walk_exclusion_reason(tags) == reason
 
 
-def test_rejects_unknown_extension(tmp_path: Path) -> None:
+def test_rejects_unknown_extension_and_unsorted_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         read_osm(tmp_path / "roads.geojson")
+    path = _write_osm(tmp_path / "unsorted.osm", {1: (0, 0), 2: (10, 0)}, [])
+    text = path.read_text(encoding="utf-8")
+    ways = (
+        '<way id="9"><nd ref="1"/><nd ref="2"/></way><way id="3"><nd ref="2"/><nd ref="1"/></way>'
+    )
+    path.write_text(text.replace("</osm>", ways + "</osm>"), encoding="utf-8")
+    with pytest.raises(ValueError, match="sorted"):
+        read_osm(path)
 
 
 # --------------------------------------------------------------------------- Helsinki
