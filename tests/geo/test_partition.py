@@ -283,3 +283,21 @@ def test_helsinki_partition_is_deterministic(helsinki):
     second = partition_community(community, helsinki["buildings"], helsinki["streets"])
     assert list(first.geometry.to_wkb()) == list(second.geometry.to_wkb())
     assert first["households"].tolist() == second["households"].tolist()
+
+
+def test_community_below_the_minimum_is_one_grid_and_holes_stay_holes():
+    holed = shapely.Polygon(SQUARE.exterior.coords, [box(40, 40, 60, 60).exterior.coords])
+    buildings = _buildings([box(10, 10, 20, 20), box(150, 150, 160, 160)], [50, 60])
+    grids = partition_community(holed, buildings, _streets(CROSS))
+    assert grids["households"].tolist() == [110]
+    assert not grids["in_range"].any()
+    _assert_tiles(grids, holed)
+    empty = partition_community(SQUARE, _buildings([], []), _streets(CROSS))
+    assert empty["households"].tolist() == [0]
+    _assert_tiles(empty, SQUARE)
+
+
+def test_refuses_degrees():
+    buildings = _buildings([box(10, 10, 20, 20)], [350]).set_crs(4326, allow_override=True)
+    with pytest.raises(ValueError):
+        partition_community(SQUARE, buildings, _streets(CROSS))
