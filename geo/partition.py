@@ -15,7 +15,9 @@ Pure and deterministic; everything in UTM metres. The approach:
    into groups that reach the minimum, adding the neighbour with the longest shared border
    that keeps the group ≤ maximum; leftovers merge into the neighbour with the longest shared
    border (keeping ≤ maximum when possible), and a local search moves border zones between
-   neighbouring groups while that brings more groups into range.
+   neighbouring groups while that brings more groups into range. A group still out of range
+   then takes (or gives) the buildings of a neighbour's border zone nearest to it, cut off
+   between buildings as in step 3, when that puts both groups in range.
 5. **Geometry** — a grid is the union of its zones minus buildings of other grids plus its own
    buildings, so no building is cut and the grids tile the community.
 """
@@ -522,7 +524,6 @@ def _split_zone_towards(
     if not len(fits):
         return None
     k = int(fits[0]) + 1
-    # keep zero-household units that follow directly with the moved part
     moved, kept = units[order[:k]], units[order[k:]]
     labels = np.concatenate([np.zeros(len(moved), np.int64), np.ones(len(kept), np.int64)])
     both = np.concatenate([moved, kept])
