@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 import folium
-from branca.element import Element, JavascriptLink
+from branca.element import Element, JavascriptLink, MacroElement
 from flask import url_for
+from jinja2 import Template
 from markupsafe import escape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -79,11 +80,27 @@ def base_map(
     return m
 
 
+class _InitCall(MacroElement):
+    """Renders ``init(map, config)`` into the page script, after the map is created."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "{{ this.init }}({{ this._parent.get_name() }}, {{ this.payload }});"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, init: str, payload: str) -> None:
+        super().__init__()
+        self._name = "MinqingInit"
+        self.init = init
+        self.payload = payload
+
+
 def attach_script(m: folium.Map, src: str, init: str, config: dict[str, Any]) -> None:
-    """Load one of our scripts and call ``init(map, config)`` after the map exists."""
+    """Load one of our scripts and call ``init(map, config)`` once the map exists."""
     m.get_root().header.add_child(JavascriptLink(src))
     payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
-    m.get_root().script.add_child(Element(f"{init}({m.get_name()}, {payload});"))
+    m.add_child(_InitCall(init, payload))
 
 
 def render(m: folium.Map, *, title: str, lang: str, body_html: str = "") -> str:

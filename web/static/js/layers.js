@@ -46,6 +46,7 @@
   }
 
   Minqing.bboxLayers = function (map, config) {
+    Minqing.map = map;
     var control = L.control.layers(null, {}, { collapsed: global.innerWidth < 600 }).addTo(map);
     var notice = document.createElement("div");
     notice.className = "mq-notice";
