@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _BAND_DEG = 1e-9
 # Upper bound of (points x segments) cells per block in postgis_covers_xy.
 _BLOCK_CELLS = 2_000_000
+# Upper bound of the number of point buckets (memory: 8 bytes each).
+_MAX_BUCKETS = 1 << 20
 
 
 def _ring_segments(ring: BaseGeometry) -> np.ndarray:
@@ -200,8 +202,12 @@ class GridIndex:
         y = lat[live]
 
         # Bucket the points once on a regular lon/lat lattice (counting sort).
-        nbx = int(min(max(np.ceil((xmax - xmin) / self.bucket_deg), 1), 4096))
-        nby = int(min(max(np.ceil((ymax - ymin) / self.bucket_deg), 1), 4096))
+        bucket_deg = self.bucket_deg
+        n_buckets = ((xmax - xmin) / bucket_deg + 1) * ((ymax - ymin) / bucket_deg + 1)
+        if n_buckets > _MAX_BUCKETS:  # very wide extent vs. small grids: coarser buckets
+            bucket_deg *= float(np.sqrt(n_buckets / _MAX_BUCKETS))
+        nbx = int(min(max(np.ceil((xmax - xmin) / bucket_deg), 1), 4096))
+        nby = int(min(max(np.ceil((ymax - ymin) / bucket_deg), 1), 4096))
         cw = (xmax - xmin) / nbx or 1.0
         ch = (ymax - ymin) / nby or 1.0
         bx = np.minimum(((x - xmin) / cw).astype(np.intp), nbx - 1)

@@ -214,3 +214,12 @@ def test_invalid_grid_uses_postgis_replica():
     expected[4] = 1
     np.testing.assert_array_equal(index.assign(x, y), expected)
     assert (expected == 0).any() and (expected == -1).any()
+
+
+def test_grids_far_apart_and_tiny():
+    """A wide extent with tiny grids (bucket lattice capped) still finds every point."""
+    grids = [box(100.0, 30.0, 100.0005, 30.0005), box(120.0, 45.0, 120.0005, 45.0005)]
+    lon = np.array([100.0002, 120.0002, 110.0, 120.0005, 100.0])
+    lat = np.array([30.0002, 45.0002, 40.0, 45.0005, 30.0])
+    result = assign_points_to_grids(lon, lat, grids, ["2", "1"])
+    np.testing.assert_array_equal(result, [0, 1, -1, 1, 0])
