@@ -63,11 +63,14 @@ def copy_rows(
     return n
 
 
-def stage(session: Session, like: str, name: str) -> None:
-    """A temporary table shaped like ``like`` (no constraints), dropped at commit."""
+def stage(session: Session, like: str, name: str, columns: Sequence[str]) -> None:
+    """A temporary table with ``columns`` of ``like`` (no constraints), dropped at commit."""
     session.execute(text(f"DROP TABLE IF EXISTS {name}"))
     session.execute(
-        text(f"CREATE TEMP TABLE {name} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP")
+        text(
+            f"CREATE TEMP TABLE {name} ON COMMIT DROP AS "
+            f"SELECT {', '.join(columns)} FROM {like} WITH NO DATA"
+        )
     )
 
 
@@ -94,7 +97,6 @@ def upsert_buildings(session: Session, buildings: gpd.GeoDataFrame) -> dict[str,
             for t, i in zip(buildings["osm_type"], buildings["osm_id"], strict=True)
         ],
     )
-    stage(session, "buildings", "stage_buildings")
     cols = [
         "code",
         "osm_key",
@@ -105,21 +107,23 @@ def upsert_buildings(session: Session, buildings: gpd.GeoDataFrame) -> dict[str,
         "households",
         "households_estimated",
     ]
+    target = [
+        "code",
+        "osm_id",
+        "name",
+        "building_type",
+        "levels",
+        "residential",
+        "households",
+        "households_estimated",
+        "geom",
+        "rep_point",
+    ]
+    stage(session, "buildings", "stage_buildings", target)
     copy_rows(
         session,
         "stage_buildings",
-        [
-            "code",
-            "osm_id",
-            "name",
-            "building_type",
-            "levels",
-            "residential",
-            "households",
-            "households_estimated",
-            "geom",
-            "rep_point",
-        ],
+        target,
         _frame_rows(frame, cols, {"geom": footprints, "rep_point": reps}),
     )
     result = session.execute(
@@ -159,7 +163,9 @@ def upsert_venues(session: Session, pois: gpd.GeoDataFrame) -> dict[str, int]:
             f"{t[0].upper()}{i}" for t, i in zip(pois["osm_type"], pois["osm_id"], strict=True)
         ]
     )
-    stage(session, "venues", "stage_venues")
+    stage(
+        session, "venues", "stage_venues", ["osm_id", "category", "name", "opening_hours", "geom"]
+    )
     copy_rows(
         session,
         "stage_venues",
