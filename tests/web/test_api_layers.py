@@ -117,10 +117,10 @@ def test_grid_member_sees_masked_contacts_and_volunteer_forbidden(client, sessio
 
 
 def test_community_staff_sees_subtree(client, session, mini) -> None:
-    user(session, "street1", "street_staff", area=mini.street.code)
-    fc = client.get("/api/v1/layers/requests", headers=token(client, "street1")).get_json()
+    user(session, "street_t", "street_staff", area=mini.street.code)
+    fc = client.get("/api/v1/layers/requests", headers=token(client, "street_t")).get_json()
     assert {f["properties"]["number"] for f in fc["features"]} == {"R-W1", "R-E1"}
-    vols = client.get("/api/v1/layers/volunteers", headers=token(client, "street1")).get_json()
+    vols = client.get("/api/v1/layers/volunteers", headers=token(client, "street_t")).get_json()
     assert [f["properties"]["name"] for f in vols["features"]] == ["赵志愿"]
 
 
