@@ -293,6 +293,7 @@ def demo(c: Context, host: str, port: int, workers: int, no_serve: bool) -> None
     if not no_serve:
         ensure_port_free(host, port)
     started_here = not c.settings.database_url and c.cluster.running_pid() is None
+    owner_pid = os.getpid()  # gunicorn forks workers inside this frame: only we stop the db
     url = c.database_url()
     try:
         migrate(url)
@@ -303,7 +304,7 @@ def demo(c: Context, host: str, port: int, workers: int, no_serve: bool) -> None
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         run_gunicorn(settings, host=host, port=port, workers=workers)
     finally:
-        if started_here and not no_serve:
+        if started_here and not no_serve and os.getpid() == owner_pid:
             c.cluster.down()
             click.echo("database stopped")
 
