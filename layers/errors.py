@@ -36,6 +36,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "未知图层“{layer}”。可用图层：{available}。",
         "Unknown layer '{layer}'. Available layers: {available}.",
     ),
+    "invalid_tile": ("瓦片坐标无效：{reason}", "Invalid tile address: {reason}"),
     "not_found": ("未找到所请求的资源。", "The requested resource was not found."),
     "method_not_allowed": ("不支持该请求方法。", "This method is not allowed here."),
     "unauthorized": ("请先登录或提供有效的访问令牌。", "Log in or provide a valid access token."),
@@ -57,6 +58,78 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "unknown_area": ("未知区域编码“{code}”。", "Unknown area code '{code}'."),
     "unknown_grid": ("未知网格编码“{code}”。", "Unknown grid code '{code}'."),
+    # the pipeline (layers/requests, layers/volunteers)
+    "missing_field": ("缺少必填字段：{field}", "Missing required field: {field}"),
+    "invalid_field": ("字段 {field} 无效：{reason}", "Invalid field {field}: {reason}"),
+    "invalid_coordinates": (
+        "坐标 {field} 无效：{reason}。",
+        "Invalid coordinate {field}: {reason}.",
+    ),
+    "coordinates_out_of_range": (
+        "坐标超出范围（经度 {lon}，纬度 {lat}）：经度 −180..180，纬度 −90..90。",
+        "Coordinates out of range (lon {lon}, lat {lat}): lon −180..180, lat −90..90.",
+    ),
+    "swapped_coordinates": (
+        "经纬度可能填反了（lon={lon}, lat={lat}）：交换后位于辖区内。",
+        "lon and lat look swapped (lon={lon}, lat={lat}): swapped, the point is inside.",
+    ),
+    "outside_jurisdiction": (
+        "该位置（{lon}, {lat}）不在本辖区范围内，未受理。",
+        "The location ({lon}, {lat}) is outside this jurisdiction; nothing was stored.",
+    ),
+    "unknown_category": (
+        "未知诉求类别“{category}”。可用类别：{available}。",
+        "Unknown category '{category}'. Available: {available}.",
+    ),
+    "unknown_crs": (
+        "未知坐标系“{crs}”。可用：{available}。",
+        "Unknown crs '{crs}'. Available: {available}.",
+    ),
+    "text_too_long": (
+        "{field} 过长（{length} 字），最多 {max_chars} 字。",
+        "{field} is too long ({length} characters); at most {max_chars}.",
+    ),
+    "unknown_building": ("未知楼栋编码“{code}”。", "Unknown building code '{code}'."),
+    "unknown_request": ("未找到诉求 {id}。", "No request {id}."),
+    "unknown_ticket": ("查询码无效。", "Unknown ticket."),
+    "unknown_action": (
+        "未知操作“{action}”。可用操作：{available}。",
+        "Unknown action '{action}'. Available: {available}.",
+    ),
+    "unknown_volunteer": ("未找到可用的志愿者 {id}。", "No active volunteer {id}."),
+    "idempotency_conflict": (
+        "幂等键“{key}”已用于另一个请求体。",
+        "Idempotency-Key '{key}' was already used with a different body.",
+    ),
+    "illegal_transition": (
+        "当前状态“{status}”下不能执行“{action}”。允许的操作：{allowed}。",
+        "'{action}' is not allowed in status '{status}'. Allowed: {allowed}.",
+    ),
+    "already_claimed": ("该诉求已被他人接单。", "Someone else has already claimed this request."),
+    "not_offered": ("该诉求未派给您，不能接单。", "This request was not offered to you."),
+    "not_a_volunteer": ("当前账号未注册为志愿者。", "This account is not a registered volunteer."),
+    "load_limit_reached": (
+        "已达到接单上限，请先办结手头的诉求。",
+        "Load limit reached; resolve your open requests first.",
+    ),
+    "cannot_escalate": (
+        "已在最高层级（{owner_level}），无法继续上报。",
+        "Already at the top level ({owner_level}); cannot escalate further.",
+    ),
+    "invalid_rating": (
+        "评价须为 1 到 5 的整数（收到 {rating}）。",
+        "Rating must be 1–5 (got {rating}).",
+    ),
+    "invalid_time": ("时间参数 {field} 无效：{value}", "Invalid time {field}: {value}"),
+    "invalid_level": (
+        "未知统计层级“{level}”。可用：{available}。",
+        "Unknown level '{level}'. Available: {available}.",
+    ),
+    "invalid_availability": (
+        "服务时间无效：{reason}",
+        "Invalid availability: {reason}",
+    ),
+    "volunteer_exists": ("该账号已注册为志愿者。", "This account is already a volunteer."),
     "scope_mismatch": (
         "角色“{role}”需要绑定到{scope}。",
         "Role '{role}' must be bound to a {scope}.",

@@ -1,0 +1,69 @@
+"""Mapbox vector tiles straight from PostGIS (ST_AsMVT) for the big layers.
+
+Tiles carry no personal data: building leaders and request contacts stay in the GeoJSON API,
+where they are masked per role.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from layers.errors import BadRequest, NotFound
+from layers.features import LIVE_GRIDS
+
+logger = logging.getLogger(__name__)
+
+MAX_ZOOM = 22
+EXTENT = 4096
+BUFFER = 64
+
+# layer -> (FROM with alias t, properties select list, WHERE)
+TILE_LAYERS: dict[str, tuple[str, str, str]] = {
+    "buildings": (
+        "buildings t",
+        "t.id, t.code, t.name, t.levels, t.residential, t.households, t.households_estimated",
+        "TRUE",
+    ),
+    "grids": (
+        "grids t",
+        "t.id, t.code, t.name, t.households, t.population",
+        LIVE_GRIDS.replace("g.", "t."),
+    ),
+    "venues": ("venues t", "t.id, t.category, t.name", "t.active"),
+    "service_circles": (
+        "service_circles t",
+        "t.id, t.venue_id, t.category, t.tier, t.budget_m, t.method",
+        "TRUE",
+    ),
+}
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    if not 0 <= z <= MAX_ZOOM:
+        raise BadRequest("invalid_tile", reason=f"zoom must be 0–{MAX_ZOOM}")
+    n = 1 << z
+    if not (0 <= x < n and 0 <= y < n):
+        raise BadRequest("invalid_tile", reason=f"x and y must be 0–{n - 1} at zoom {z}")
+
+
+def tile_mvt(*, session: Session, layer: str, z: int, x: int, y: int) -> bytes:
+    """The MVT bytes of one tile; an empty tile is b'' (still a valid, empty MVT)."""
+    if layer not in TILE_LAYERS:
+        raise NotFound("unknown_layer", layer=layer, available=", ".join(TILE_LAYERS))
+    check_tile(z, x, y)
+    from_sql, columns, where = TILE_LAYERS[layer]
+    sql = f"""
+        WITH bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS env),
+        mvtgeom AS (
+            SELECT ST_AsMVTGeom(ST_Transform(t.geom, 3857), bounds.env, {EXTENT}, {BUFFER}, true)
+                   AS geom, {columns}
+            FROM {from_sql}, bounds
+            WHERE t.geom && ST_Transform(bounds.env, 4326) AND {where}
+        )
+        SELECT ST_AsMVT(mvtgeom.*, :layer, {EXTENT}, 'geom', 'id') FROM mvtgeom
+    """
+    data = session.execute(text(sql), {"z": z, "x": x, "y": y, "layer": layer}).scalar_one()
+    return bytes(data or b"")
