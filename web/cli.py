@@ -329,8 +329,150 @@ def import_group() -> None:
     """Import OSM, GeoJSON / GeoPackage / Shapefile / CSV files and requests."""
 
 
+_progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar (default: when stderr is a terminal).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+
+
+def _echo_report(report, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        click.echo(report.format())
+
+
+@import_group.command("osm")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@_progress_option
+@_json_option
+@pass_ctx
+def import_osm_cmd(c: Context, path: Path, progress: bool | None, as_json: bool) -> None:
+    """Buildings, venues and the walking network from an OSM file (.osm / .osm.pbf)."""
+    from layers.importers.service import import_osm
+
+    _echo_report(_run_service(c, import_osm, path=path, progress=progress), as_json)
+
+
+@import_group.command("file")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--layer",
+    required=True,
+    help="areas | grids | buildings | venues | volunteers | network.",
+)
+@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@click.option("--lon-col", default=None, help="CSV longitude column (found by name if absent).")
+@click.option("--lat-col", default=None, help="CSV latitude column (found by name if absent).")
+@click.option("--code-col", default=None, help="Column holding codes (areas, grids, buildings).")
+@click.option("--name-col", default=None, help="Column holding names.")
+@click.option("--source-layer", default=None, help="Layer inside a GeoPackage.")
+@click.option("--snap-m", default=0.5, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--tolerance-m",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How far (m) an area / grid may stick out of its parent.",
+)
+@_progress_option
+@_json_option
+@pass_ctx
+def import_file_cmd(
+    c: Context,
+    path: Path,
+    layer: str,
+    crs: str | None,
+    lon_col: str | None,
+    lat_col: str | None,
+    code_col: str | None,
+    name_col: str | None,
+    source_layer: str | None,
+    snap_m: float,
+    tolerance_m: float,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
+    """GeoJSON / GeoPackage / Shapefile (.shp or .zip) / CSV into a layer, converted to WGS84."""
+    from layers.importers.service import import_file
+
+    report = _run_service(
+        c,
+        import_file,
+        path=path,
+        layer=layer,
+        crs=crs,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        code_col=code_col,
+        name_col=name_col,
+        source_layer=source_layer,
+        snap_m=snap_m,
+        tolerance_m=tolerance_m,
+        progress=progress,
+    )
+    _echo_report(report, as_json)
+
+
+@import_group.command("network")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@click.option(
+    "--snap-m",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Line ends closer than this (m) become one node.",
+)
+@click.option("--source-layer", default=None, help="Layer inside a GeoPackage.")
+@_progress_option
+@_json_option
+@pass_ctx
+def import_network_cmd(
+    c: Context,
+    path: Path,
+    crs: str | None,
+    snap_m: float,
+    source_layer: str | None,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
+    """A road-line file as the walking network (replaces the current one as a new version)."""
+    from layers.importers.service import import_network
+
+    report = _run_service(
+        c,
+        import_network,
+        path=path,
+        crs=crs,
+        snap_m=snap_m,
+        source_layer=source_layer,
+        progress=progress,
+    )
+    _echo_report(report, as_json)
+
+
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+# -- the pipeline's deadline job --------------------------------------------------------------
+@main.command("escalate")
+@pass_ctx
+def escalate_cmd(c: Context) -> None:
+    """Run the deadline job once: escalate overdue requests one level, auto-close resolved
+    requests unrated for 7 days. Idempotent; safe from cron every minute."""
+    from layers.requests.service import run_escalations
+
+    counts = _run_service(c, run_escalations)
+    click.echo(
+        f"escalated {counts['escalated']}, auto-closed {counts['auto_closed']}, "
+        f"expired idempotency keys {counts['expired_keys']}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

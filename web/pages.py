@@ -21,7 +21,7 @@ from layers.errors import Unauthorized
 from web.auth import policy
 from web.db import db_session
 from web.i18n import negotiate_locale, strings, t
-from web.maps import attach_script, base_map, data_bounds, render
+from web.maps import attach_script, base_map, data_bounds, render, vendor
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -31,15 +31,23 @@ DISTRICT_LAYERS = [
         "name": "grids",
         "title_key": "grids",
         "minZoom": 11,
-        "style": {"color": "#c0392b", "weight": 2, "fillOpacity": 0.08},
+        # outlines only: a filled grid would swallow clicks meant for the buildings beneath
+        "style": {"color": "#c0392b", "weight": 2.5, "fill": False},
         "popup": [["code", "code"], ["name", "name"], ["households", "households"]],
         "label": "code",
     },
     {
         "name": "buildings",
         "title_key": "buildings",
-        "minZoom": 15,
-        "style": {"color": "#555", "weight": 1, "fillColor": "#f0c27b", "fillOpacity": 0.6},
+        "tiles": True,
+        "minZoom": 14,
+        "style": {
+            "color": "#555",
+            "weight": 1,
+            "fill": True,
+            "fillColor": "#f0c27b",
+            "fillOpacity": 0.6,
+        },
         "popup": [
             ["code", "code"],
             ["name", "name"],
@@ -67,9 +75,23 @@ def district_map():
         bounds=data_bounds(db_session()),
         basemap=settings.basemap,
         tianditu_key=settings.tianditu_key,
+        extra_js=(
+            vendor("leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"),
+            url_for("assets.static", filename="js/vectorgrid-fix.js"),
+        ),
     )
     ui = strings(lang)
-    layers = [{**spec, "title": ui[spec["title_key"]]} for spec in DISTRICT_LAYERS]
+    tiles_url = url_for("tiles.tile", layer="LAYER", z=0, x=0, y=0).replace(
+        "/0/0/0", "/{z}/{x}/{y}"
+    )
+    layers = [
+        {
+            **spec,
+            "title": ui[spec["title_key"]],
+            "tiles": tiles_url.replace("LAYER", spec["name"]) if spec.get("tiles") else None,
+        }
+        for spec in DISTRICT_LAYERS
+    ]
     attach_script(
         m,
         url_for("assets.static", filename="js/layers.js"),

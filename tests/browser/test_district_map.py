@@ -10,6 +10,13 @@ from tests.factories import X0, Y0, building, mini_district, venue
 pytestmark = pytest.mark.browser
 
 
+def click_lonlat(page, lon: float, lat: float) -> None:
+    """Click the map at a geographic position (as a person taps it)."""
+    point = page.evaluate(f"Minqing.map.latLngToContainerPoint([{lat}, {lon}])")
+    box = page.locator(".folium-map").bounding_box()
+    page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+
+
 @pytest.fixture
 def served(committed_db, live_server):
     with committed_db.session() as s:
@@ -42,9 +49,10 @@ def test_district_map_loads_every_layer_from_the_app_only(served, open_page, vie
         ".map(([k, v]) => [k, v.count]))"
     )
     assert counts["grids"] == 2
-    assert counts["buildings"] == 4
     assert counts["venues"] == 1
-    assert page.locator("path.leaflet-interactive").count() >= 6
+    assert page.evaluate("Minqing.state.layers.buildings.tiles") >= 1
+    assert page.locator("path.leaflet-interactive").count() >= 3
+    assert page.locator("canvas.leaflet-tile").count() >= 1
     assert page.title() == "辖区地图"
     screenshot(page, f"district_map_{viewport}")
     assert watch.foreign_requests == []
@@ -58,17 +66,35 @@ def test_popup_shows_user_text_as_text(served, open_page) -> None:
     page.evaluate(f"Minqing.map.setView([{Y0 + 0.005:f}, {X0 + 0.003:f}], 18)")
     page.wait_for_timeout(400)
     wait_layers_idle(page)
-    # open the popup of the building whose name is an HTML payload
-    page.evaluate(
-        """() => Minqing.state.layers.buildings.layer.eachLayer(l => {
-             if (l.feature.properties.code === 'BB0') l.openPopup(); })"""
-    )
+    # click the building (drawn from a vector tile) whose name is an HTML payload
+    click_lonlat(page, X0 + 0.003, Y0 + 0.005)
     popup = page.locator(".leaflet-popup-content")
     popup.wait_for()
     assert "<img src=x onerror=alert(1)>" in popup.inner_text()
     assert popup.locator("img").count() == 0
-    assert "Households" in popup.inner_text()
+    assert "Households" in popup.inner_text() and "BB0" in popup.inner_text()
+    assert page.evaluate("Minqing.state.lastTileClick.code") == "BB0"
     page.wait_for_timeout(300)
     assert watch.dialogs == []
     assert watch.foreign_requests == [] and watch.console_errors == []
     screenshot(page, "district_map_popup_en")
+
+
+def test_demo_district_map_on_real_osm(test_db_url, live_server, open_page) -> None:
+    from layers.db import Database
+
+    database = Database.from_url(test_db_url)
+    try:
+        base = live_server(database)
+        page, watch = open_page(base + "/")
+        wait_layers_idle(page)
+        grids = page.evaluate("Minqing.state.layers.grids.count")
+        assert grids >= 20  # the demo has 53 grids; the first view shows most of them
+        page.evaluate("() => { Minqing.map.setZoom(16); }")
+        page.wait_for_timeout(500)
+        wait_layers_idle(page)
+        assert page.evaluate("Minqing.state.layers.buildings.tiles") >= 1
+        screenshot(page, "district_map_demo_z16")
+        assert watch.foreign_requests == [] and watch.console_errors == []
+    finally:
+        database.engine.dispose()

@@ -45,9 +45,40 @@
       });
   }
 
+  /* Big layers come as vector tiles (ST_AsMVT); a click opens the same popup as GeoJSON. */
+  function tileLayer(map, control, spec, config) {
+    var st = { layer: null, count: 0, loaded: false, tiles: 0 };
+    var styles = {};
+    styles[spec.name] = spec.style || {};
+    var layer = L.vectorGrid.protobuf(spec.tiles, {
+      rendererFactory: L.canvas.tile,
+      vectorTileLayerStyles: styles,
+      interactive: true,
+      minZoom: spec.minZoom || 0,
+      maxNativeZoom: 18,
+      maxZoom: 22,
+      getFeatureId: function (f) { return f.properties.id; },
+    });
+    layer.on("loading", function () { st.loaded = false; });
+    layer.on("load", function () { st.loaded = true; layer.fire("minqing:loaded"); });
+    layer.on("tileload", function () { st.tiles += 1; });
+    layer.on("click", function (e) {
+      L.popup()
+        .setLatLng(e.latlng)
+        .setContent(popupFor(e.layer.properties, spec.popup || [], config.labels))
+        .openOn(map);
+      Minqing.state.lastTileClick = e.layer.properties;
+    });
+    layer.addTo(map);
+    control.addOverlay(layer, spec.title);
+    st.layer = layer;
+    st.loaded = map.getZoom() < (spec.minZoom || 0);
+    return st;
+  }
+
   Minqing.bboxLayers = function (map, config) {
     Minqing.map = map;
-    var control = L.control.layers(null, {}, { collapsed: global.innerWidth < 600 }).addTo(map);
+    var control = L.control.layers(null, {}, { collapsed: true }).addTo(map);
     var notice = document.createElement("div");
     notice.className = "mq-notice";
     notice.style.display = "none";
@@ -56,6 +87,10 @@
     var controllers = {};
 
     specs.forEach(function (spec) {
+      if (spec.tiles) {
+        Minqing.state.layers[spec.name] = tileLayer(map, control, spec, config);
+        return;
+      }
       var group = L.geoJSON(null, {
         style: function () { return spec.style || {}; },
         pointToLayer: function (feature, latlng) {
@@ -80,6 +115,7 @@
       var hidden = [];
       specs.forEach(function (spec) {
         var st = Minqing.state.layers[spec.name];
+        if (spec.tiles) return;  // vector tiles load themselves
         if (controllers[spec.name]) controllers[spec.name].abort();
         if (zoom < (spec.minZoom || 0)) {
           st.layer.clearLayers();

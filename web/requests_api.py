@@ -1,0 +1,316 @@
+"""The pipeline's API (民情流水线) under /api/v1: intake, workflow actions, tickets, metrics.
+
+Thin: parse → one service call → serialise. Every workflow action is its own route with its
+own row in the permission table (``requests.<action>``).
+
+Anonymous intake is rate-limited per client address by an in-process sliding window
+(``MINQING_INTAKE_RATE_LIMIT`` = "<count>/<seconds>", default 30/60). Each gunicorn worker
+keeps its own window, so the effective limit is up to workers × count; behind a reverse proxy
+the client address is only right once the app trusts X-Forwarded-For (ProxyFix).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+
+from data.catalogues import request_categories
+from layers.bbox import parse_bbox
+from layers.errors import BadRequest, RateLimited
+from layers.requests import metrics as metrics_service
+from layers.requests import service
+from layers.requests.schemas import (
+    MAX_NOTE_CHARS,
+    body_sha256,
+    optional_str,
+    parse_intake,
+    parse_rating,
+    parse_time,
+)
+from layers.requests.workflow import Status
+from layers.volunteers.service import parse_registration, register_volunteer
+from web.api import json_body, parse_limit
+from web.auth import current_principal, policy
+from web.db import db_session
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("requests_api", __name__, url_prefix="/api/v1")
+
+DEFAULT_RATE_LIMIT = "30/60"
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class SlidingWindowLimiter:
+    """At most ``count`` events per ``window_s`` seconds per key, in this process only."""
+
+    def __init__(self, count: int, window_s: float) -> None:
+        self.count = count
+        self.window_s = window_s
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now: float | None = None) -> tuple[bool, float]:
+        """(allowed, seconds until the next slot frees) and record the event if allowed."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._events[key]
+            while q and q[0] <= t - self.window_s:
+                q.popleft()
+            if len(q) >= self.count:
+                return False, max(0.0, q[0] + self.window_s - t)
+            q.append(t)
+            if len(self._events) > 100_000:  # forget idle clients
+                for k in [k for k, v in self._events.items() if not v][:50_000]:
+                    del self._events[k]
+            return True, 0.0
+
+
+def _limiter() -> SlidingWindowLimiter:
+    ext = current_app.extensions
+    if "minqing.intake_limiter" not in ext:
+        raw = str(
+            current_app.config.get("MINQING_INTAKE_RATE_LIMIT")
+            or current_app.config["MINQING"].extra.get("intake_rate_limit")
+            or os.environ.get("MINQING_INTAKE_RATE_LIMIT")
+            or DEFAULT_RATE_LIMIT
+        )
+        count, _, window = raw.partition("/")
+        ext["minqing.intake_limiter"] = SlidingWindowLimiter(int(count), float(window or 60))
+    return ext["minqing.intake_limiter"]
+
+
+def _tz() -> str:
+    return current_app.config["MINQING"].timezone
+
+
+def _actor() -> service.Actor:
+    p = current_principal()
+    return service.Actor(kind="user", user_id=p.user_id, grant=g.grant)
+
+
+def _client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+# -- intake -----------------------------------------------------------------------------------
+@bp.post("/requests")
+@policy("requests.create")
+def create_request():
+    """Submit a request (resident, anonymous or signed in); 201 with the ticket."""
+    principal = current_principal()
+    if not principal.authenticated:
+        allowed, retry_s = _limiter().allow(_client_address())
+        if not allowed:
+            err = RateLimited("rate_limited", retry_after_s=round(retry_s, 1))
+            raise err
+    body = json_body()
+    intake = parse_intake(body)
+    idem = None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise BadRequest("invalid_field", field="Idempotency-Key", reason="1–200 characters")
+        scope = (
+            f"user:{principal.user_id}"
+            if principal.authenticated
+            else f"addr:{_client_address()}"[:80]
+        )
+        idem = service.Idempotency(scope=scope, key=key, body_sha256=body_sha256(body))
+    outcome = service.submit_request(
+        session=db_session(),
+        intake=intake,
+        tz=_tz(),
+        idempotency=idem,
+        actor_user_id=principal.user_id,
+    )
+    resp = jsonify(outcome.body)
+    resp.status_code = outcome.status_code
+    if outcome.replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    if outcome.body.get("ticket"):
+        resp.headers["Location"] = url_for(
+            "requests_api.ticket_read", ticket=outcome.body["ticket"]
+        )
+    return resp
+
+
+# -- reading ----------------------------------------------------------------------------------
+def _flag(raw: str | None, name: str) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadRequest("invalid_field", field=name, reason="true or false")
+
+
+@bp.get("/requests")
+@policy("requests.read")
+def list_requests():
+    """Requests in the caller's scope, newest first, paged with limit + cursor."""
+    args = request.args
+    settings = current_app.config["MINQING"]
+    statuses = tuple(s for s in (args.get("status") or "").split(",") if s)
+    valid = {s.value for s in Status}
+    bad = [s for s in statuses if s not in valid]
+    if bad:
+        raise BadRequest("invalid_field", field="status", reason=f"unknown {', '.join(bad)}")
+    filters = service.ListFilters(
+        grid_code=args.get("grid") or None,
+        community_code=args.get("community") or None,
+        statuses=statuses,
+        category=args.get("category") or None,
+        overdue=_flag(args.get("overdue"), "overdue"),
+        bbox=parse_bbox(args.get("bbox"), max_deg=settings.bbox_max_deg),
+        created_from=parse_time(args.get("from"), "from", _tz()),
+        created_to=parse_time(args.get("to"), "to", _tz()),
+    )
+    items, next_cursor = service.list_requests(
+        session=db_session(),
+        actor=_actor(),
+        filters=filters,
+        limit=parse_limit(args.get("limit")),
+        cursor=args.get("cursor"),
+        tz=_tz(),
+    )
+    next_url = None
+    if next_cursor:
+        keep = {k: v for k, v in args.items() if k != "cursor"}
+        next_url = url_for("requests_api.list_requests", cursor=next_cursor, **keep)
+    return jsonify({"requests": items, "numberReturned": len(items), "links": {"next": next_url}})
+
+
+@bp.get("/requests/<int:request_id>")
+@policy("requests.read")
+def request_read(request_id: int):
+    """One request with its timeline, offers and the actions allowed now."""
+    return jsonify(
+        service.request_detail(
+            session=db_session(), request_id=request_id, actor=_actor(), tz=_tz()
+        )
+    )
+
+
+# -- workflow actions: one route and one permission row each -----------------------------------
+def _action_view(action: str):
+    def view(request_id: int):
+        body = json_body() if request.get_data() else {}
+        req = service.perform_action(
+            session=db_session(),
+            request_id=request_id,
+            action=action,
+            actor=_actor(),
+            body=body,
+            tz=_tz(),
+        )
+        return jsonify(
+            service.request_detail(
+                session=db_session(), request_id=req.id, actor=_actor(), tz=_tz()
+            )
+        )
+
+    view.__name__ = f"request_{action}"
+    return policy(f"requests.{action}")(view)
+
+
+for _action in service.ACTIONS:
+    bp.add_url_rule(
+        f"/requests/<int:request_id>/{_action}",
+        endpoint=f"request_{_action}",
+        view_func=_action_view(_action),
+        methods=["POST"],
+    )
+
+
+# -- tickets (the resident) -------------------------------------------------------------------
+@bp.get("/tickets/<ticket>")
+@policy("tickets.read")
+def ticket_read(ticket: str):
+    return jsonify(service.ticket_view(session=db_session(), ticket=ticket, tz=_tz()))
+
+
+@bp.post("/tickets/<ticket>/rate")
+@policy("tickets.rate")
+def ticket_rate(ticket: str):
+    rating, comment = parse_rating(json_body())
+    service.rate_by_ticket(session=db_session(), ticket=ticket, rating=rating, comment=comment)
+    return jsonify(service.ticket_view(session=db_session(), ticket=ticket, tz=_tz()))
+
+
+@bp.post("/tickets/<ticket>/withdraw")
+@policy("tickets.withdraw")
+def ticket_withdraw(ticket: str):
+    body = json_body() if request.get_data() else {}
+    note = optional_str(body, "note", MAX_NOTE_CHARS)
+    service.withdraw_by_ticket(session=db_session(), ticket=ticket, note=note)
+    return jsonify(service.ticket_view(session=db_session(), ticket=ticket, tz=_tz()))
+
+
+# -- catalogues and metrics ---------------------------------------------------------------------
+@bp.get("/categories")
+@policy("categories.read")
+def categories():
+    return jsonify(
+        {
+            "categories": [
+                {
+                    "code": c.code,
+                    "name_zh": c.name_zh,
+                    "name_en": c.name_en,
+                    "deadline_hours": c.deadline_hours,
+                    "description": c.description,
+                }
+                for c in request_categories()
+            ]
+        }
+    )
+
+
+@bp.get("/metrics")
+@policy("metrics.read")
+def metrics():
+    """DESIGN §3 metrics per grid | community | street over [from, to) (default: 30 days)."""
+    args = request.args
+    now = datetime.now(UTC)
+    period_to = parse_time(args.get("to"), "to", _tz()) or now
+    period_from = parse_time(args.get("from"), "from", _tz()) or period_to - timedelta(days=30)
+    level = args.get("level", "grid")
+    session = db_session()
+    staff, _own, params = service.scope_sql(session, _actor())
+    rows = metrics_service.compute_metrics(
+        session=session,
+        level=level,
+        period_from=period_from,
+        period_to=period_to,
+        now=now,
+        scope_clause=staff,
+        scope_params=params,
+    )
+    return jsonify(
+        {
+            "level": level,
+            "from": period_from.isoformat(),
+            "to": period_to.isoformat(),
+            "rows": rows,
+        }
+    )
+
+
+# -- volunteers ---------------------------------------------------------------------------------
+@bp.post("/volunteers")
+@policy("volunteers.register")
+def volunteer_register():
+    """Self-registration of the signed-in account as a volunteer (双报到)."""
+    reg = parse_registration(json_body())
+    out = register_volunteer(session=db_session(), user_id=current_principal().user_id, reg=reg)
+    resp = jsonify(out)
+    resp.status_code = 201
+    return resp
