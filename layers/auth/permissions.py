@@ -50,6 +50,24 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "pages.district_map": {ANONYMOUS: "all"},
     # layers holding personal data (volunteers, requests)
     "layers.read_personal": {**_STAFF, "planner": "all"},
+    # the people's-affairs pipeline (民情流水线, layers/requests)
+    "requests.create": {ANONYMOUS: "all"},  # residents submit without an account
+    "requests.read": {**_STAFF, "planner": "all", "volunteer": "self"},
+    "requests.claim": {"volunteer": "self"},
+    "requests.start": {**_STAFF, "volunteer": "self"},
+    "requests.resolve": {**_STAFF, "volunteer": "self"},
+    "requests.reopen": {k: v for k, v in _STAFF.items() if k != "grid_member"},
+    "requests.reject": {k: v for k, v in _STAFF.items() if k != "grid_member"},
+    "requests.mark_duplicate": dict(_STAFF),
+    "requests.assign": {k: v for k, v in _STAFF.items() if k not in ("grid_leader", "grid_member")},
+    "requests.reassign": {k: v for k, v in _STAFF.items() if k != "grid_member"},
+    "requests.escalate": dict(_STAFF),
+    "tickets.read": {ANONYMOUS: "all"},  # the ticket itself is the credential
+    "tickets.rate": {ANONYMOUS: "all"},
+    "tickets.withdraw": {ANONYMOUS: "all"},
+    "categories.read": {ANONYMOUS: "all"},
+    "metrics.read": {**_STAFF, "planner": "all"},
+    "volunteers.register": {AUTHENTICATED: "self"},
 }
 
 # Who sees names and phones unmasked (DESIGN: the assignee, the grid's leader, staff above).
