@@ -36,6 +36,52 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "未知图层“{layer}”。可用图层：{available}。",
         "Unknown layer '{layer}'. Available layers: {available}.",
     ),
+    # importers (layers/importers)
+    "import_not_found": ("找不到文件 {path}。", "File not found: {path}."),
+    "import_format": (
+        "不支持的文件类型“{suffix}”（{path}）。支持：{supported}。",
+        "Unsupported file type '{suffix}' ({path}); supported: {supported}.",
+    ),
+    "import_empty": (
+        "{path} 中没有可导入的内容：{reason}。",
+        "Nothing to import in {path}: {reason}.",
+    ),
+    "import_corrupt": (
+        "无法读取 {path}，文件可能已损坏：{reason}",
+        "Cannot read {path}; the file looks corrupt: {reason}",
+    ),
+    "csv_no_lonlat": (
+        "CSV 文件 {path} 没有可用的经纬度列：{reason}。现有列：{columns}。",
+        "CSV file {path} has no usable longitude / latitude columns: {reason}. "
+        "Columns: {columns}.",
+    ),
+    "import_coordinates_out_of_range": (
+        "{path} 中 {share}% 的坐标超出经度 ±180°、纬度 ±90° 的范围（例如 {example}）；"
+        "坐标系是否正确？请用 --crs 指定。",
+        "{share}% of the coordinates in {path} are outside longitude ±180° / latitude ±90° "
+        "(e.g. {example}); is the CRS right? Give it with --crs.",
+    ),
+    "latlon_swapped": (
+        "{path} 的经纬度似乎写反了：{reason}。请交换经度、纬度列（--lon-col / --lat-col）或修正文件。",
+        "Latitude and longitude look swapped in {path}: {reason}. Swap the columns "
+        "(--lon-col / --lat-col) or fix the file.",
+    ),
+    "wrong_geometry_type": (
+        "图层“{layer}”需要{expected}类几何，但 {path} 中是：{found}。",
+        "Layer '{layer}' needs {expected} geometries but {path} holds {found}.",
+    ),
+    "missing_columns": (
+        "图层“{layer}”需要列 {columns}；文件中的列：{available}。",
+        "Layer '{layer}' needs the column {columns}; the file has: {available}.",
+    ),
+    "import_nothing_valid": (
+        "{path} 中没有能导入图层“{layer}”的要素：{reasons}。",
+        "Nothing in {path} can be imported into '{layer}': {reasons}.",
+    ),
+    "import_failed": (
+        "导入失败，数据库未作任何改动：{reason}",
+        "The import failed; the database was left unchanged: {reason}",
+    ),
     "invalid_tile": ("瓦片坐标无效：{reason}", "Invalid tile address: {reason}"),
     "not_found": ("未找到所请求的资源。", "The requested resource was not found."),
     "method_not_allowed": ("不支持该请求方法。", "This method is not allowed here."),
