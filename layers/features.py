@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from layers.auth.permissions import Grant
 from layers.auth.pii import mask_name, mask_phone
 from layers.bbox import BBox
+from layers.display_crs import bbox_to_wgs84, geometry_to_display
 from layers.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -171,8 +172,14 @@ def read_features(
     bbox: BBox | None,
     limit: int,
     cursor: str | None,
+    display_crs: str = "wgs84",
 ) -> FeaturePage:
-    """One page of ``layer`` as RFC 7946 features, ordered by id."""
+    """One page of ``layer`` as RFC 7946 features, ordered by id.
+
+    ``display_crs`` (gcj02 / bd09) shifts the output — and reads ``bbox`` — for basemaps drawn
+    in those systems; the default is plain WGS84.
+    """
+    bbox = bbox_to_wgs84(bbox, display_crs)
     spec = layer_spec(layer)
     after_id = decode_cursor(layer, cursor)
     params: dict[str, Any] = {"after_id": after_id, "lim": limit + 1}
@@ -201,7 +208,7 @@ def read_features(
             {
                 "type": "Feature",
                 "id": row["_id"],
-                "geometry": json.loads(row["_geom"]),
+                "geometry": geometry_to_display(json.loads(row["_geom"]), display_crs),
                 "properties": props,
             }
         )

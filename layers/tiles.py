@@ -7,10 +7,12 @@ where they are masked per role.
 from __future__ import annotations
 
 import logging
+import math
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers.display_crs import display_offset_3857
 from layers.errors import BadRequest, NotFound
 from layers.features import LIVE_GRIDS
 
@@ -49,21 +51,37 @@ def check_tile(z: int, x: int, y: int) -> None:
         raise BadRequest("invalid_tile", reason=f"x and y must be 0–{n - 1} at zoom {z}")
 
 
-def tile_mvt(*, session: Session, layer: str, z: int, x: int, y: int) -> bytes:
-    """The MVT bytes of one tile; an empty tile is b'' (still a valid, empty MVT)."""
+def tile_center_lonlat(z: int, x: int, y: int) -> tuple[float, float]:
+    n = 1 << z
+    lon = (x + 0.5) / n * 360.0 - 180.0
+    lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / n))))
+    return lon, lat
+
+
+def tile_mvt(
+    *, session: Session, layer: str, z: int, x: int, y: int, display_crs: str = "wgs84"
+) -> bytes:
+    """The MVT bytes of one tile; an empty tile is b'' (still a valid, empty MVT).
+
+    With ``display_crs`` gcj02 / bd09 the tile is cut from the shifted plane: geometries are
+    translated by the shift at the tile's centre (it varies by centimetres across a tile).
+    """
     if layer not in TILE_LAYERS:
         raise NotFound("unknown_layer", layer=layer, available=", ".join(TILE_LAYERS))
     check_tile(z, x, y)
     from_sql, columns, where = TILE_LAYERS[layer]
+    dx, dy = display_offset_3857(*tile_center_lonlat(z, x, y), display_crs)
     sql = f"""
         WITH bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS env),
         mvtgeom AS (
-            SELECT ST_AsMVTGeom(ST_Transform(t.geom, 3857), bounds.env, {EXTENT}, {BUFFER}, true)
-                   AS geom, {columns}
+            SELECT ST_AsMVTGeom(ST_Translate(ST_Transform(t.geom, 3857), :dx, :dy),
+                                bounds.env, {EXTENT}, {BUFFER}, true) AS geom, {columns}
             FROM {from_sql}, bounds
-            WHERE t.geom && ST_Transform(bounds.env, 4326) AND {where}
+            WHERE t.geom && ST_Transform(ST_Translate(bounds.env, -:dx, -:dy), 4326)
+              AND {where}
         )
         SELECT ST_AsMVT(mvtgeom.*, :layer, {EXTENT}, 'geom', 'id') FROM mvtgeom
     """
-    data = session.execute(text(sql), {"z": z, "x": x, "y": y, "layer": layer}).scalar_one()
+    params = {"z": z, "x": x, "y": y, "layer": layer, "dx": dx, "dy": dy}
+    data = session.execute(text(sql), params).scalar_one()
     return bytes(data or b"")

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from layers.auth.service import authenticate
 from layers.bbox import parse_bbox
+from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest
 from layers.features import LAYERS, layer_spec, read_features
 from web.auth import current_principal, issue_token, policy, require
@@ -70,6 +71,7 @@ def layer_features(layer: str):
         bbox=bbox,
         limit=limit,
         cursor=request.args.get("cursor"),
+        display_crs=parse_display_crs(request.args.get("crs")),
     )
     next_url = None
     if page.next_cursor:

@@ -7,12 +7,15 @@ import logging
 from typing import Any
 
 import folium
+import numpy as np
 from branca.element import Element, JavascriptLink, MacroElement
 from flask import url_for
 from jinja2 import Template
 from markupsafe import escape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from geo.crs import from_wgs84
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,12 @@ FALLBACK_BOUNDS = ((60.155, 24.92), (60.18, 24.96))
 
 BASEMAPS = {
     "osm": ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "© OpenStreetMap contributors"),
+    # AMap draws in GCJ-02: overlays are shifted to match (display_crs below)
+    "amap": (
+        "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8"
+        "&x={x}&y={y}&z={z}",
+        "© 高德地图 AutoNavi",
+    ),
     "tianditu": (
         "https://t0.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
         "&LAYER=vec&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
@@ -28,6 +37,14 @@ BASEMAPS = {
         "© 天地图",
     ),
 }
+
+
+BASEMAP_CRS = {"amap": "gcj02"}
+
+
+def display_crs_for(basemap: str) -> str:
+    """The CRS overlays must be drawn in to sit on ``basemap`` (GCJ-02 for AMap)."""
+    return BASEMAP_CRS.get(basemap, "wgs84")
 
 
 def vendor(path: str) -> str:
@@ -60,6 +77,11 @@ def base_map(
 ) -> folium.Map:
     """A folium map with Leaflet from node_modules and the chosen basemap (none by default)."""
     b = bounds or FALLBACK_BOUNDS
+    crs = display_crs_for(basemap)
+    if crs != "wgs84":
+        (s, w), (n, e) = b
+        xs, ys = from_wgs84(np.array([w, e]), np.array([s, n]), crs)
+        b = ((float(ys[0]), float(xs[0])), (float(ys[1]), float(xs[1])))
     center = ((b[0][0] + b[1][0]) / 2, (b[0][1] + b[1][1]) / 2)
     m = folium.Map(location=center, zoom_start=14, tiles=None, control_scale=True)
     m.default_js = [("leaflet", vendor("leaflet/dist/leaflet.js"))]
@@ -75,7 +97,9 @@ def base_map(
         url, attribution = BASEMAPS[basemap]
         if basemap == "tianditu":
             url += tianditu_key
-        folium.TileLayer(tiles=url, attr=attribution, name=basemap, max_zoom=19).add_to(m)
+        folium.TileLayer(
+            tiles=url, attr=attribution, name=basemap, max_zoom=19, subdomains="1234"
+        ).add_to(m)
     m.fit_bounds([list(b[0]), list(b[1])])
     return m
 

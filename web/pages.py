@@ -21,7 +21,7 @@ from layers.errors import Unauthorized
 from web.auth import policy
 from web.db import db_session
 from web.i18n import negotiate_locale, strings, t
-from web.maps import attach_script, base_map, data_bounds, render, vendor
+from web.maps import attach_script, base_map, data_bounds, display_crs_for, render, vendor
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -98,6 +98,7 @@ def district_map():
         "Minqing.bboxLayers",
         {
             "api": url_for("api.layers_index"),
+            "crs": display_crs_for(settings.basemap),
             "layers": layers,
             "labels": ui,
         },

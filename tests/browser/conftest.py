@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+# a 1x1 transparent PNG, standing in for basemap tiles a test must not fetch
+BLANK_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
@@ -61,6 +66,7 @@ class PageWatch:
     console_errors: list[str] = field(default_factory=list)
     foreign_requests: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    stubbed: list[str] = field(default_factory=list)  # basemap tiles answered locally
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +86,7 @@ def open_page(browser):
     """Open ``url`` at a viewport with a route guard; returns (page, watch)."""
     contexts = []
 
-    def open_(url: str, viewport: str = "desktop"):
+    def open_(url: str, viewport: str = "desktop", stub_hosts: tuple[str, ...] = ()):
         ctx = browser.new_context(viewport=VIEWPORTS[viewport], locale="zh-CN")
         contexts.append(ctx)
         page = ctx.new_page()
@@ -90,8 +96,12 @@ def open_page(browser):
 
         def guard(route):
             req_url = route.request.url
+            host = req_url.split("/")[2] if "://" in req_url else ""
             if req_url.startswith(app_origin) or req_url.startswith("data:"):
                 route.continue_()
+            elif any(host.endswith(h) for h in stub_hosts):
+                watch.stubbed.append(req_url)
+                route.fulfill(status=200, content_type="image/png", body=BLANK_PNG)
             else:
                 watch.foreign_requests.append(req_url)
                 route.abort()

@@ -70,3 +70,29 @@ def test_bad_tile_addresses(client, url, status, code) -> None:
     resp = client.get(url)
     assert resp.status_code == status
     assert resp.get_json()["error"]["code"] == code
+
+
+def test_gcj02_display_crs_shifts_geojson_and_tiles(client, session) -> None:
+    from geo.crs import wgs84_to_gcj02
+    from tests.factories import venue
+
+    v = venue(session, "北京站", "community_centre", 116.42079, 39.90105)
+    session.commit()
+    bbox = "116.41,39.89,116.44,39.91"
+    plain = client.get(f"/api/v1/layers/venues?bbox={bbox}").get_json()["features"]
+    shifted = client.get(f"/api/v1/layers/venues?bbox={bbox}&crs=gcj02").get_json()["features"]
+    assert [f["id"] for f in plain] == [f["id"] for f in shifted] == [v.id]
+    gx, gy = wgs84_to_gcj02(116.42079, 39.90105)
+    assert shifted[0]["geometry"]["coordinates"] == pytest.approx([gx, gy], abs=1e-7)
+    assert plain[0]["geometry"]["coordinates"] == pytest.approx([116.42079, 39.90105], abs=1e-7)
+    assert client.get("/api/v1/layers/venues?crs=mars").get_json()["error"]["code"] == (
+        "unknown_crs"
+    )
+    # a tile drawn for GCJ-02 holds the venue at its shifted position
+    x, y = tile_of(gx, gy, 18)
+    decoded = mapbox_vector_tile.decode(client.get(f"/tiles/venues/18/{x}/{y}.mvt?crs=gcj02").data)
+    assert [f["properties"]["name"] for f in decoded["venues"]["features"]] == ["北京站"]
+    wx, wy = tile_of(116.42079, 39.90105, 18)
+    assert (wx, wy) != (x, y)
+    raw = mapbox_vector_tile.decode(client.get(f"/tiles/venues/18/{wx}/{wy}.mvt?crs=gcj02").data)
+    assert raw == {}

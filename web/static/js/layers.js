@@ -50,7 +50,8 @@
     var st = { layer: null, count: 0, loaded: false, tiles: 0 };
     var styles = {};
     styles[spec.name] = spec.style || {};
-    var layer = L.vectorGrid.protobuf(spec.tiles, {
+    var url = spec.tiles + (config.crs && config.crs !== "wgs84" ? "?crs=" + config.crs : "");
+    var layer = L.vectorGrid.protobuf(url, {
       rendererFactory: L.canvas.tile,
       vectorTileLayerStyles: styles,
       interactive: true,
@@ -127,6 +128,7 @@
         var ctl = new AbortController();
         controllers[spec.name] = ctl;
         var url = config.api + "/" + spec.name + "?limit=1000&bbox=" + bboxOf(map);
+        if (config.crs && config.crs !== "wgs84") url += "&crs=" + config.crs;
         var fresh = [];
         st.loaded = false;
         Minqing.state.pending += 1;
