@@ -16,6 +16,17 @@ from tests.factories import X0, Y0, Mini, ewkt, mini_district
 PASSWORD = "correct-horse-1"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch):
+    """Accounts are made by the dozen here: hash with one PBKDF2 round (tests only)."""
+    from werkzeug.security import generate_password_hash
+
+    monkeypatch.setattr(
+        "layers.auth.service.generate_password_hash",
+        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"),
+    )
+
+
 @dataclass
 class World:
     mini: Mini
