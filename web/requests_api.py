@@ -22,7 +22,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from data.catalogues import request_categories
 from layers.bbox import parse_bbox
-from layers.errors import BadRequest, RateLimited
+from layers.errors import BadRequest, Forbidden, RateLimited
 from layers.requests import metrics as metrics_service
 from layers.requests import service
 from layers.requests.schemas import (
@@ -211,11 +211,19 @@ def _action_view(action: str):
             body=body,
             tz=_tz(),
         )
-        return jsonify(
-            service.request_detail(
+        try:
+            detail = service.request_detail(
                 session=db_session(), request_id=req.id, actor=_actor(), tz=_tz()
             )
-        )
+        except Forbidden:  # e.g. handed to another grid: done, but no longer the actor's
+            detail = {
+                "id": req.id,
+                "number": req.number,
+                "status": req.status,
+                "owner_level": req.owner_level,
+                "in_scope": False,
+            }
+        return jsonify(detail)
 
     view.__name__ = f"request_{action}"
     return policy(f"requests.{action}")(view)
