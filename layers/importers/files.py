@@ -512,9 +512,9 @@ def load_features(
         raise BadRequest(
             "unknown_crs", crs=str(file_crs), available=", ".join(SUPPORTED_CRS)
         ) from exc
-    finite = np.array(
-        [bool(np.isfinite(shapely.get_coordinates(g)).all()) for g in wgs], dtype=bool
-    )
+    coords, owner = shapely.get_coordinates(wgs, return_index=True)
+    finite = np.ones(len(wgs), dtype=bool)
+    finite[owner[~np.isfinite(coords).all(axis=1)]] = False
     if not finite.all():
         summary.reject(frame, "not_convertible", int((~finite).sum()))
         gdf, wgs = gdf.loc[finite], wgs[finite]

@@ -482,7 +482,7 @@ def import_file(
     path = Path(path)
     kind, single = _GEOMETRY[layer]
     report = ImportReport(source=str(path), kind=f"{layer} file")
-    with _bar(3, f"import {path.name} → {layer}", progress) as bar:
+    with _bar(2, f"import {path.name} → {layer}", progress) as bar, _transaction(session):
         loaded = load_features(
             path,
             kind=kind,
@@ -499,10 +499,8 @@ def import_file(
         rep = report.layer(layer)
         rep.merge(loaded.summary, layer)
         opts = _Options(path, code_col, name_col, tolerance_m, snap_m, bar)
-        with _transaction(session):
-            _WRITERS[layer](session, loaded.frame, rep, opts)
-            _step(bar, "written")
-        _step(bar, "committed")
+        _WRITERS[layer](session, loaded.frame, rep, opts)
+        _step(bar, "written")
     report.duration_s = time.perf_counter() - started
     logger.info("%s", report)
     return report
