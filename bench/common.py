@@ -1,0 +1,157 @@
+"""Helpers shared by the benchmarks: timing, printed figures, RESULTS.md, scratch databases.
+
+A benchmark prints its figures as lines on stdout, appends a dated section to
+``bench/RESULTS.md`` (or the file named by ``MINQING_BENCH_RESULTS``) and ends with one line
+holding a JSON object of the figures, which tests parse. Databases: a scratch database is
+created (and migrated) on the server of ``DATABASE_URL`` or on the embedded cluster, and
+dropped afterwards; the embedded server is stopped again only if this process started it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from layers.config import PROJECT_ROOT
+from layers.db import migrate
+
+logger = logging.getLogger(__name__)
+
+RESULTS_ENV = "MINQING_BENCH_RESULTS"
+DEFAULT_RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+
+
+def emit(line: str = "") -> None:
+    """One line of benchmark output on stdout (the figures are the product of a bench)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def figure(name: str, value: float | int | str, unit: str = "") -> None:
+    """Print ``name: value unit`` with thousands separators for numbers."""
+    if isinstance(value, float):
+        shown = f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    elif isinstance(value, int):
+        shown = f"{value:,}"
+    else:
+        shown = str(value)
+    emit(f"{name}: {shown}{' ' + unit if unit else ''}")
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.s`` holds the elapsed wall time in seconds."""
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        self.s = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.s = time.perf_counter() - self._t0
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def results_path() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+
+
+def append_results(title: str, lines: list[str]) -> Path:
+    """Append a dated Markdown section to the results file (never rewrites old sections)."""
+    path = results_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    new_file = not path.exists() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8") as fh:
+        if new_file:
+            fh.write("# Benchmark results\n\nAppend-only: each run adds a dated section.\n")
+        fh.write(f"\n## {title} — {stamp}\n\n")
+        for line in lines:
+            fh.write(line + "\n")
+    return path
+
+
+def final_json(figures: dict[str, Any]) -> None:
+    """The last stdout line: one JSON object with the figures."""
+    emit(json.dumps(figures, ensure_ascii=False, sort_keys=False, default=str))
+
+
+def server_url() -> tuple[str, Any]:
+    """(URL of the server to use, embedded cluster to stop afterwards or None)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"], None
+    from layers.embedded import EmbeddedCluster
+
+    cluster = EmbeddedCluster(PROJECT_ROOT)
+    started = cluster.running_pid() is None
+    url = cluster.up()
+    return url, (cluster if started else None)
+
+
+def _admin(url: str) -> Engine:
+    return create_engine(
+        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=None
+    )
+
+
+@contextmanager
+def scratch_database(prefix: str = "minqing_bench") -> Iterator[str]:
+    """A freshly migrated database of its own; dropped (and the server stopped if we started
+    it) on exit, even after an error."""
+    url, cluster = server_url()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _admin(url)
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+        try:
+            migrate(db_url)
+            yield db_url
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+        if cluster is not None:
+            cluster.down()
+
+
+def server_version(url: str) -> str:
+    engine = create_engine(url, poolclass=None)
+    try:
+        with engine.connect() as c:
+            pg = c.scalar(text("SHOW server_version"))
+            postgis = c.scalar(text("SELECT postgis_lib_version()"))
+        return f"PostgreSQL {pg}, PostGIS {postgis}"
+    finally:
+        engine.dispose()
