@@ -248,11 +248,11 @@ def _residential_points(buildings: gpd.GeoDataFrame, rng: np.random.Generator, n
     return reps
 
 
-AVAILABILITY_PATTERNS = [
-    {"mon": [["18:30", "21:00"]], "wed": [["18:30", "21:00"]], "sat": [["09:00", "17:00"]]},
-    {"sat": [["08:00", "18:00"]], "sun": [["08:00", "18:00"]]},
-    {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
-    {d: [["09:00", "11:30"], ["14:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+AVAILABILITY_PATTERNS = [  # weekly windows "HH:MM-HH:MM" read in Asia/Shanghai
+    {"mon": ["18:30-21:00"], "wed": ["18:30-21:00"], "sat": ["09:00-17:00"]},
+    {"sat": ["08:00-18:00"], "sun": ["08:00-18:00"]},
+    {d: ["08:00-20:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    {d: ["09:00-11:30", "14:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
 ]
 
 

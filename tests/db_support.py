@@ -75,30 +75,44 @@ def ensure_template(
     fingerprint = template_fingerprint(tag)
     name = f"minqing_tpl_{tag}_{fingerprint}"
     admin = admin_engine(url)
-    try:
-        if database_exists(admin, name) and os.environ.get("MINQING_REBUILD_TEMPLATE") != "1":
+    # one builder at a time across concurrent test sessions (developers and helpers share it)
+    with admin.connect() as lock_conn:
+        lock_conn.execute(text("SELECT pg_advisory_lock(hashtext('minqing_template_build'))"))
+        try:
+            if database_exists(admin, name) and os.environ.get("MINQING_REBUILD_TEMPLATE") != "1":
+                return name
+            _drop_stale_templates(admin, tag, keep=name)
+            building = name + "_building"
+            drop_database(admin, building)
+            with admin.connect() as c:
+                c.execute(text(f'CREATE DATABASE "{building}"'))
+            build_url = url_for_db(url, building).render_as_string(hide_password=False)
+            migrate(build_url)
+            if fill is not None:
+                fill(build_url)
+            drop_database(admin, name)
+            with admin.connect() as c:
+                c.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+            logger.info("built template database %s", name)
             return name
-        with admin.connect() as c:
-            stale = c.scalars(
-                text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                {"p": f"minqing_tpl_{tag}_%"},
-            ).all()
-        for old in stale:
+        finally:
+            lock_conn.execute(text("SELECT pg_advisory_unlock(hashtext('minqing_template_build'))"))
+            admin.dispose()
+
+
+def _drop_stale_templates(admin: Engine, tag: str, *, keep: str) -> None:
+    """Drop templates of other code versions that no session is cloning right now."""
+    with admin.connect() as c:
+        stale = c.scalars(
+            text(
+                "SELECT d.datname FROM pg_database d WHERE d.datname LIKE :p AND d.datname <> :k "
+                "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+            ),
+            {"p": f"minqing_tpl_{tag}_%", "k": keep},
+        ).all()
+    for old in stale:
+        if not old.endswith("_building"):
             drop_database(admin, old)
-        building = name + "_building"
-        drop_database(admin, building)
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{building}"'))
-        build_url = url_for_db(url, building).render_as_string(hide_password=False)
-        migrate(build_url)
-        if fill is not None:
-            fill(build_url)
-        with admin.connect() as c:
-            c.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
-        logger.info("built template database %s", name)
-        return name
-    finally:
-        admin.dispose()
 
 
 def project_path(*parts: str) -> Path:

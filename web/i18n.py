@@ -31,6 +31,66 @@ UI: dict[str, tuple[str, str]] = {
     "loading": ("加载中…", "Loading…"),
     "no_data": ("暂无数据", "No data yet"),
     "zoom_in": ("放大后显示", "Zoom in to see"),
+    "card_title": ("民情服务卡", "Community service card"),
+    "card_scan": ("扫码查找附近服务、提交诉求", "Scan to find services nearby and make a request"),
+    "grid_code": ("网格编码", "Grid code"),
+    "grid_leader": ("网格长", "Grid leader"),
+    "print": ("打印", "Print"),
+    "resident_title": ("居民服务", "Resident services"),
+    "where_am_i": ("定位我", "Where am I"),
+    "pin_hint": ("拖动红色图钉到您的位置", "Drag the red pin to where you are"),
+    "nearest": ("附近服务点", "Service points nearby"),
+    "walk_min": ("步行约 {m} 分钟", "about {m} min walk"),
+    "my_circle": ("我的15分钟生活圈", "My 15-minute circle"),
+    "no_nearest": ("附近暂无此类服务点", "No such service point nearby"),
+    "submit_request": ("提交诉求", "Make a request"),
+    "request_category": ("诉求类别", "Category"),
+    "request_text": ("诉求内容", "What do you need?"),
+    "contact_name": ("联系人（选填）", "Your name (optional)"),
+    "contact_phone": ("联系电话（选填）", "Phone (optional)"),
+    "submit": ("提交", "Submit"),
+    "submitting": ("提交中…", "Submitting…"),
+    "ticket": ("诉求查询", "Your request"),
+    "request_number": ("诉求编号", "Request number"),
+    "status": ("状态", "Status"),
+    "deadline": ("办理时限", "Deadline"),
+    "timeline": ("办理进度", "Timeline"),
+    "rate": ("评价", "Rate"),
+    "rating_comment": ("评价意见（选填）", "Comment (optional)"),
+    "your_rating": ("您的评价", "Your rating"),
+    "withdraw": ("撤回诉求", "Withdraw"),
+    "keep_ticket": (
+        "请保存本页链接，凭查询码跟踪办理进度。",
+        "Keep this page's link: it is your ticket to follow the request.",
+    ),
+    "status_submitted": ("已提交", "Submitted"),
+    "status_triage": ("待分派", "In triage"),
+    "status_assigned": ("已派单", "Assigned"),
+    "status_claimed": ("已接单", "Claimed"),
+    "status_in_progress": ("办理中", "In progress"),
+    "status_resolved": ("已办结", "Resolved"),
+    "status_rated": ("已评价", "Rated"),
+    "status_closed": ("已关闭", "Closed"),
+    "status_rejected": ("不予受理", "Rejected"),
+    "status_duplicate": ("重复诉求", "Duplicate"),
+    "status_withdrawn": ("已撤回", "Withdrawn"),
+    "action_submit": ("提交诉求", "Submitted"),
+    "action_assign": ("派单到网格", "Sent to the grid"),
+    "action_triage": ("转社区分派", "Sent to the community for triage"),
+    "action_claim": ("志愿者接单", "Claimed by a volunteer"),
+    "action_start": ("开始办理", "Work started"),
+    "action_resolve": ("办结", "Resolved"),
+    "action_rate": ("居民评价", "Rated"),
+    "action_close": ("关闭", "Closed"),
+    "action_auto_close": ("超期未评价自动关闭", "Closed automatically (not rated)"),
+    "action_auto_closed": ("超期未评价自动关闭", "Closed automatically (not rated)"),
+    "action_reopen": ("重新办理", "Reopened"),
+    "action_reassign": ("改派", "Reassigned"),
+    "action_escalate": ("上报上级", "Escalated"),
+    "action_withdraw": ("居民撤回", "Withdrawn"),
+    "action_reject": ("不予受理", "Rejected"),
+    "action_mark_duplicate": ("标记为重复", "Marked duplicate"),
+    "action_rehome": ("网格调整后转入新网格", "Moved to a new grid after a redraw"),
 }
 
 
@@ -50,3 +110,13 @@ def t(key: str, locale: str) -> str:
 
 def strings(locale: str) -> dict[str, str]:
     return {k: t(k, locale) for k in UI}
+
+
+def category_name(code: str | None, locale: str) -> str | None:
+    """The request category's name in ``locale`` (the code itself if unknown)."""
+    from data.catalogues import request_categories
+
+    for c in request_categories():
+        if c.code == code:
+            return c.name_en if locale == "en" else c.name_zh
+    return code

@@ -39,6 +39,44 @@ BASEMAPS = {
 }
 
 
+STANDARD_LAYERS = [
+    {
+        "name": "grids",
+        "title_key": "grids",
+        "minZoom": 11,
+        # outlines only: a filled grid would swallow clicks meant for the buildings beneath
+        "style": {"color": "#c0392b", "weight": 2.5, "fill": False},
+        "popup": [["code", "code"], ["name", "name"], ["households", "households"]],
+        "label": "code",
+    },
+    {
+        "name": "buildings",
+        "title_key": "buildings",
+        "tiles": True,
+        "minZoom": 14,
+        "style": {
+            "color": "#555",
+            "weight": 1,
+            "fill": True,
+            "fillColor": "#f0c27b",
+            "fillOpacity": 0.6,
+        },
+        "popup": [
+            ["code", "code"],
+            ["name", "name"],
+            ["levels", "levels"],
+            ["households", "households"],
+        ],
+    },
+    {
+        "name": "venues",
+        "title_key": "venues",
+        "minZoom": 12,
+        "point": {"radius": 6, "color": "#1f6feb", "fillOpacity": 0.9},
+        "popup": [["name", "name"], ["category", "category"]],
+    },
+]
+
 BASEMAP_CRS = {"amap": "gcj02"}
 
 
@@ -134,3 +172,48 @@ def render(m: folium.Map, *, title: str, lang: str, body_html: str = "") -> str:
         root.html.add_child(Element(body_html))
     html = root.render()
     return html.replace("<html>", f'<html lang="{lang}">', 1)
+
+
+def layers_map(
+    *,
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None,
+    settings: Any,
+    ui: dict[str, str],
+    layer_specs: list[dict[str, Any]] | None = None,
+    extra_css: tuple[str, ...] = (),
+) -> folium.Map:
+    """A base map with the standard layers (grids, buildings as vector tiles, venues) that
+    load by bbox as the map moves (web/static/js/layers.js)."""
+    m = base_map(
+        bounds=bounds,
+        basemap=settings.basemap,
+        tianditu_key=settings.tianditu_key,
+        extra_js=(
+            vendor("leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"),
+            url_for("assets.static", filename="js/vectorgrid-fix.js"),
+        ),
+        extra_css=extra_css,
+    )
+    tiles_url = url_for("tiles.tile", layer="LAYER", z=0, x=0, y=0).replace(
+        "/0/0/0", "/{z}/{x}/{y}"
+    )
+    layers = [
+        {
+            **spec,
+            "title": ui[spec["title_key"]],
+            "tiles": tiles_url.replace("LAYER", spec["name"]) if spec.get("tiles") else None,
+        }
+        for spec in (STANDARD_LAYERS if layer_specs is None else layer_specs)
+    ]
+    attach_script(
+        m,
+        url_for("assets.static", filename="js/layers.js"),
+        "Minqing.bboxLayers",
+        {
+            "api": url_for("api.layers_index"),
+            "crs": display_crs_for(settings.basemap),
+            "layers": layers,
+            "labels": ui,
+        },
+    )
+    return m

@@ -21,48 +21,10 @@ from layers.errors import Unauthorized
 from web.auth import policy
 from web.db import db_session
 from web.i18n import negotiate_locale, strings, t
-from web.maps import attach_script, base_map, data_bounds, display_crs_for, render, vendor
+from web.maps import data_bounds, layers_map, render
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
-
-DISTRICT_LAYERS = [
-    {
-        "name": "grids",
-        "title_key": "grids",
-        "minZoom": 11,
-        # outlines only: a filled grid would swallow clicks meant for the buildings beneath
-        "style": {"color": "#c0392b", "weight": 2.5, "fill": False},
-        "popup": [["code", "code"], ["name", "name"], ["households", "households"]],
-        "label": "code",
-    },
-    {
-        "name": "buildings",
-        "title_key": "buildings",
-        "tiles": True,
-        "minZoom": 14,
-        "style": {
-            "color": "#555",
-            "weight": 1,
-            "fill": True,
-            "fillColor": "#f0c27b",
-            "fillOpacity": 0.6,
-        },
-        "popup": [
-            ["code", "code"],
-            ["name", "name"],
-            ["levels", "levels"],
-            ["households", "households"],
-        ],
-    },
-    {
-        "name": "venues",
-        "title_key": "venues",
-        "minZoom": 12,
-        "point": {"radius": 6, "color": "#1f6feb", "fillOpacity": 0.9},
-        "popup": [["name", "name"], ["category", "category"]],
-    },
-]
 
 
 @bp.get("/")
@@ -71,38 +33,7 @@ def district_map():
     """The district on a map: grids with code and households, buildings, venues."""
     lang = negotiate_locale()
     settings = current_app.config["MINQING"]
-    m = base_map(
-        bounds=data_bounds(db_session()),
-        basemap=settings.basemap,
-        tianditu_key=settings.tianditu_key,
-        extra_js=(
-            vendor("leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"),
-            url_for("assets.static", filename="js/vectorgrid-fix.js"),
-        ),
-    )
-    ui = strings(lang)
-    tiles_url = url_for("tiles.tile", layer="LAYER", z=0, x=0, y=0).replace(
-        "/0/0/0", "/{z}/{x}/{y}"
-    )
-    layers = [
-        {
-            **spec,
-            "title": ui[spec["title_key"]],
-            "tiles": tiles_url.replace("LAYER", spec["name"]) if spec.get("tiles") else None,
-        }
-        for spec in DISTRICT_LAYERS
-    ]
-    attach_script(
-        m,
-        url_for("assets.static", filename="js/layers.js"),
-        "Minqing.bboxLayers",
-        {
-            "api": url_for("api.layers_index"),
-            "crs": display_crs_for(settings.basemap),
-            "layers": layers,
-            "labels": ui,
-        },
-    )
+    m = layers_map(bounds=data_bounds(db_session()), settings=settings, ui=strings(lang))
     other = "en" if lang == "zh-CN" else "zh-CN"
     header = (
         f'<header class="mq-bar"><strong>{escape(t("app_name", lang))}</strong>'

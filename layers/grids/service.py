@@ -1,0 +1,82 @@
+"""Reading live grids by code (the grid a QR code or a binding names)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from layers.auth.pii import mask_name, mask_phone
+from layers.errors import NotFound
+from layers.features import LIVE_GRIDS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GridCard:
+    """What a printed service card shows: public facts and the leader's masked contact."""
+
+    code: str
+    name: str
+    community: str
+    street: str
+    households: int
+    leader_name: str | None
+    leader_phone: str | None
+    centroid_lonlat: tuple[float, float]
+
+
+def grid_card(*, session: Session, code: str) -> GridCard:
+    """The live grid ``code`` for its service card; 404 ``unknown_grid`` if none is live."""
+    row = session.execute(
+        text(
+            f"""
+            SELECT g.code, g.name, c.name AS community, s.name AS street, g.households,
+                   coalesce(lu.display_name, bu.display_name) AS leader_name,
+                   coalesce(lu.phone, bu.phone) AS leader_phone,
+                   ST_X(ST_PointOnSurface(g.geom)) AS lon, ST_Y(ST_PointOnSurface(g.geom)) AS lat
+            FROM grids g
+            JOIN areas c ON c.id = g.community_id
+            LEFT JOIN areas s ON s.id = c.parent_id
+            LEFT JOIN users lu ON lu.id = g.leader_user_id
+            LEFT JOIN LATERAL (
+                SELECT u.display_name, u.phone FROM role_bindings b JOIN users u ON u.id = b.user_id
+                WHERE b.grid_code = g.code AND b.role_code = 'grid_leader' AND u.active
+                ORDER BY b.id LIMIT 1
+            ) bu ON TRUE
+            WHERE g.code = :code AND {LIVE_GRIDS}
+            """
+        ),
+        {"code": code},
+    ).first()
+    if row is None:
+        raise NotFound("unknown_grid", code=code)
+    return GridCard(
+        code=row.code,
+        name=row.name,
+        community=row.community,
+        street=row.street,
+        households=row.households,
+        leader_name=mask_name(row.leader_name),
+        leader_phone=mask_phone(row.leader_phone),
+        centroid_lonlat=(row.lon, row.lat),
+    )
+
+
+def grid_bounds(
+    session: Session, code: str
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """(south, west), (north, east) of the live grid ``code``."""
+    row = session.execute(
+        text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            f"(SELECT ST_Extent(g.geom) AS e FROM grids g WHERE g.code = :c AND {LIVE_GRIDS}) x"
+        ),
+        {"c": code},
+    ).one()
+    if row[0] is None:
+        return None
+    return (row[1], row[0]), (row[3], row[2])
