@@ -246,6 +246,9 @@ def _polygonise(seeds_xy, rect, step_m, amp_m, rng) -> np.ndarray | None:
     faces = shapely.get_parts(polys)
     if len(faces) != len(seeds_xy) or not shapely.is_valid(faces).all():
         return None
+    total_m2 = shapely.area(faces).sum()
+    if abs(total_m2 - shapely.area(shapely.union_all(faces))) > 1e-6 * total_m2:
+        return None  # crossing edges made overlapping faces
     tree = shapely.STRtree(faces)
     pairs = tree.query(shapely.points(seeds_xy), predicate="within")
     if pairs.shape[1] != len(seeds_xy) or len(np.unique(pairs[1])) != len(seeds_xy):
