@@ -117,7 +117,7 @@ def repair(geom: Any) -> MultiPolygon:
     return polygonal_part(geom if geom.is_valid else shapely.make_valid(geom))
 
 
-class _Projector:
+class UtmProjector:
     """lon/lat <-> UTM for one community (always_xy)."""
 
     def __init__(self, lonlat_geom: BaseGeometry, utm_crs: pyproj.CRS | None = None) -> None:
@@ -242,7 +242,7 @@ def validate_grids(
     codes = list(grid_codes)
     if len(codes) != n or len(keys) != n:
         raise ValueError("grid_geoms_lonlat, grid_codes and grid_keys must align")
-    proj = _Projector(community_lonlat, utm_crs)
+    proj = UtmProjector(community_lonlat, utm_crs)
     community = repair(proj.to_utm(community_lonlat))
     findings: list[Finding] = []
     if n == 0:
@@ -392,7 +392,7 @@ def _building_cuts(
     usable: list[int],
     codes: Sequence[Any],
     keys: Sequence[Any],
-    proj: _Projector,
+    proj: UtmProjector,
     building_geoms_lonlat: Sequence[BaseGeometry],
     building_codes: Sequence[str] | None,
     rules: ValidationRules,

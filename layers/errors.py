@@ -180,6 +180,70 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "角色“{role}”需要绑定到{scope}。",
         "Role '{role}' must be bound to a {scope}.",
     ),
+    # planner drafts (layers/drafts)
+    "draft_not_found": (
+        "草稿 {draft_id} 不存在或不属于您。",
+        "Draft {draft_id} not found (or not yours).",
+    ),
+    "draft_closed": (
+        "草稿 {draft_id} 状态为 {status}，不能再修改或发布。",
+        "Draft {draft_id} is {status}; it can no longer be edited or published.",
+    ),
+    "draft_stale": (
+        "草稿 {draft_id} 基于第 {base_generation} 版，但社区 {community_code} 的网格已在第"
+        " {current_generation} 版更新；请基于当前版本新建草稿。",
+        "Draft {draft_id} is based on generation {base_generation}, but community "
+        "{community_code} changed in generation {current_generation}; open a new draft.",
+    ),
+    "draft_blocked": (
+        "草稿 {draft_id} 有 {count} 个阻断性问题（{codes}），不能发布。",
+        "Draft {draft_id} has {count} blocking findings ({codes}) and cannot be published.",
+    ),
+    "draft_grid_not_found": ("草稿中没有网格“{grid}”。", "The draft has no grid '{grid}'."),
+    "unknown_op": (
+        "未知编辑操作“{op}”。可用：{available}。",
+        "Unknown edit '{op}'. Available: {available}.",
+    ),
+    "line_does_not_split": (
+        "所画的线没有把网格分开（得到 {pieces} 块）；线须从边界一侧画到另一侧。",
+        "The line does not cut the grid ({pieces} piece(s)); draw it from outline to outline.",
+    ),
+    "invalid_line": ("线无效：{reason}", "Invalid line: {reason}"),
+    "not_adjacent": ("这些网格不相邻，不能合并或移动公共边界。", "These grids are not neighbours."),
+    "merge_needs_two": (
+        "合并至少需要两个网格（收到 {count} 个）。",
+        "Merging needs two grids ({count} given).",
+    ),
+    "boundary_removes_grid": (
+        "新边界会让其中一个网格消失；请改用合并。",
+        "The new boundary would remove one of the grids; merge them instead.",
+    ),
+    "empty_after_clip": (
+        "所画的网格与相邻网格重叠或在社区外，裁剪后为空。",
+        "The drawn grid is empty once clipped to the community and its neighbours.",
+    ),
+    "empty_geometry": ("{what} 为空。", "The {what} is empty."),
+    "invalid_mode": (
+        "未知模式“{mode}”。可用：{allowed}。",
+        "Unknown mode '{mode}'. Allowed: {allowed}.",
+    ),
+    "partition_failed": ("无法生成划分方案：{reason}", "No partition could be proposed: {reason}"),
+    "upload_outside_community": (
+        "上传的数据范围 {data_bounds} 与社区 {community} 的范围 {community_bounds} 不相交；"
+        "坐标系是否正确（如 crs=gcj02 / bd09 / EPSG 代码）？",
+        "The uploaded data {data_bounds} does not reach community {community} "
+        "{community_bounds}; is the CRS right (crs=gcj02 / bd09 / an EPSG code)?",
+    ),
+    "unknown_generation": ("第 {generation} 版不存在。", "Generation {generation} does not exist."),
+    "nothing_to_restore": (
+        "第 {generation} 版之后没有社区的网格变化，无需恢复（当前第 {current_generation} 版）。",
+        "No community changed after generation {generation} (current {current_generation}).",
+    ),
+    "restore_ambiguous": (
+        "第 {generation} 版之后有多个社区变化（{communities}），请指定 community_code。",
+        "Several communities changed after generation {generation} ({communities}); "
+        "give community_code.",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from layers.auth.models import Role, RoleBinding, User
 from layers.base import Base
 from layers.buildings.models import Building
 from layers.circles.models import ServiceCircle
+from layers.drafts.models import AuditEntry, DraftGrid, GridDraft
 from layers.grids.models import Generation, Grid
 from layers.network.models import NetworkEdge, NetworkNode, NetworkVersion
 from layers.requests.models import (
@@ -19,10 +20,13 @@ from layers.volunteers.models import Volunteer
 
 __all__ = [
     "Area",
+    "AuditEntry",
     "Base",
     "Building",
+    "DraftGrid",
     "Generation",
     "Grid",
+    "GridDraft",
     "IdempotencyKey",
     "NetworkEdge",
     "NetworkNode",

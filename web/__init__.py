@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
     """Build the app; ``database`` overrides the engine made from ``settings.database_url``."""
-    from web import api, assets, core, pages, requests_api, resident, tiles
+    from web import api, assets, core, drafts_api, pages, requests_api, resident, tiles
     from web.db import close_session
     from web.errors import register_error_handlers
 
@@ -34,7 +34,16 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["minqing.db"] = database
     app.teardown_appcontext(close_session)
-    for bp in (core.bp, assets.bp, api.bp, pages.bp, tiles.bp, requests_api.bp, resident.bp):
+    for bp in (
+        core.bp,
+        assets.bp,
+        api.bp,
+        pages.bp,
+        tiles.bp,
+        requests_api.bp,
+        resident.bp,
+        drafts_api.bp,
+    ):
         app.register_blueprint(bp)
     register_error_handlers(app)
     return app

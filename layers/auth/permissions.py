@@ -68,6 +68,12 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "categories.read": {ANONYMOUS: "all"},
     "metrics.read": {**_STAFF, "planner": "all"},
     "volunteers.register": {AUTHENTICATED: "self"},
+    # planners redraw grids (layers/drafts): drafts are private to their planner
+    "drafts.create": {"planner": "all", "admin": "all"},
+    "drafts.read": {"planner": "all", "admin": "all"},
+    "drafts.edit": {"planner": "all", "admin": "all"},
+    "drafts.publish": {"planner": "all", "admin": "all"},
+    "drafts.history": {"planner": "all", "admin": "all"},
 }
 
 # Who sees names and phones unmasked (DESIGN: the assignee, the grid's leader, staff above).
