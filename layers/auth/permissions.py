@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     # map layers without personal data: anyone, residents included
     "layers.read_public": {ANONYMOUS: "all"},
     "pages.district_map": {ANONYMOUS: "all"},
+    "pages.service_card": {ANONYMOUS: "all"},
+    "pages.resident": {ANONYMOUS: "all"},
     # layers holding personal data (volunteers, requests)
     "layers.read_personal": {**_STAFF, "planner": "all"},
     # the people's-affairs pipeline (民情流水线, layers/requests)
