@@ -52,8 +52,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "csv_no_lonlat": (
         "CSV 文件 {path} 没有可用的经纬度列：{reason}。现有列：{columns}。",
-        "CSV file {path} has no usable longitude / latitude columns: {reason}. "
-        "Columns: {columns}.",
+        "CSV file {path} has no usable longitude / latitude columns: {reason}. Columns: {columns}.",
     ),
     "import_coordinates_out_of_range": (
         "{path} 中 {share}% 的坐标超出经度 ±180°、纬度 ±90° 的范围（例如 {example}）；"
