@@ -63,6 +63,7 @@ EDIT_OPS = (
 )
 CODE_FIELDS = ("code", "grid_code", "wgbm", "编码", "网格编码")
 NAME_FIELDS = ("name", "grid_name", "wgmc", "名称", "网格名称")
+_CRS_HELP = "wgs84, gcj02, bd09, EPSG:<code>"
 FINISHED_STATUSES = tuple(sorted(s.value for s in TERMINAL))
 
 # finding code -> (zh-CN, en) message templates over the finding's params
@@ -892,7 +893,12 @@ def read_grid_file(
         text_value,
     )
 
-    crs_name = normalise_crs(crs) if crs else None
+    try:
+        crs_name = normalise_crs(crs) if crs else None
+    except MinqingError as e:
+        raise BadRequest(
+            "unknown_crs", crs=str(crs), available=_CRS_HELP, supported=_CRS_HELP
+        ) from e
     gdf, fmt = read_source(path)
     if fmt == "CSV":
         raise BadRequest(

@@ -36,21 +36,10 @@ def community_geom(session, code: str = COMMUNITY):
     return wkb.loads(bytes(raw))
 
 
-def shared_boundary_line(session, a_code: str, b_code: str, shift_m: float = 0.0):
-    """A lon/lat line across the shared border of two live grids, shifted ``shift_m`` metres
-    perpendicular to it (towards b when positive), ends 30 m outside both grids."""
-    grids = live_grids(session)
-    a, b = grids[a_code][1], grids[b_code][1]
-    proj = UtmProjector(community_geom(session))
-    au, bu = proj.to_utm(a), proj.to_utm(b)
-    shared = shapely.line_merge(shapely.intersection(au.boundary, bu.boundary))
-    return au, bu, shared, proj
-
-
 def split_line_through(geom_lonlat, proj: UtmProjector):
     """A north-south lon/lat line through the middle of a grid's largest part, 10 m beyond."""
     part = max(proj.to_utm(geom_lonlat).geoms, key=lambda p: p.area)
     c = part.representative_point()
-    x0, y0, x1, y1 = part.bounds
+    _, y0, _, y1 = part.bounds
     line = shapely.LineString([(c.x, y0 - 10), (c.x, y1 + 10)])
     return proj.to_lonlat(line)

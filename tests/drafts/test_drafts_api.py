@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shapely
 from shapely.geometry import mapping, shape
-from sqlalchemy import text
 
+from geo.validation import UtmProjector
 from tests.drafts.conftest import (
     COMMUNITY,
     DEMO_PASSWORD,
@@ -13,8 +13,7 @@ from tests.drafts.conftest import (
     live_grids,
     split_line_through,
 )
-from tests.factories import ewkt, token
-from geo.validation import UtmProjector
+from tests.factories import token
 
 
 def open_draft(client, headers, code=COMMUNITY):
@@ -67,7 +66,9 @@ def test_split_keeps_households_and_gives_the_new_piece_the_next_code(client, se
     proj = UtmProjector(community_geom(session))
     target = "990000002001005"
     line = split_line_through(live_grids(session)[target][1], proj)
-    after = edit(client, planner, doc["draft"]["id"], {"op": "split", "grid": target, "line": mapping(line)})
+    after = edit(
+        client, planner, doc["draft"]["id"], {"op": "split", "grid": target, "line": mapping(line)}
+    )
     assert after["edit"]["created"] == ["990000002001006"]
     before_g, after_g = grids_of(doc), grids_of(after)
     assert len(after_g) == 6
@@ -93,7 +94,9 @@ def test_merge_and_move_boundary(client, session, planner):
     x0, _, x1, _ = union.bounds
     y = 6672330.0  # across both grids: their new border runs east-west here
     line = proj.to_lonlat(shapely.LineString([(x0 - 10, y), (x1 + 10, y)]))
-    moved = edit(client, planner, draft_id, {"op": "move_boundary", "grids": [a, b], "line": mapping(line)})
+    moved = edit(
+        client, planner, draft_id, {"op": "move_boundary", "grids": [a, b], "line": mapping(line)}
+    )
     g = grids_of(moved)
     na, nb = proj.to_utm(shape(g[a]["geometry"])), proj.to_utm(shape(g[b]["geometry"]))
     assert abs(na.area - au.area) > 100 and abs(nb.area - bu.area) > 100
@@ -123,11 +126,15 @@ def test_draw_carve_clip_rename_and_a_self_intersecting_polygon(client, session,
     c = g3.representative_point()
     square = proj.to_lonlat(shapely.box(c.x - 40, c.y - 40, c.x + 40, c.y + 40))
     clipped = client.post(
-        f"/api/v1/drafts/{draft_id}/edits", json={"op": "draw", "geometry": mapping(square)}, headers=planner
+        f"/api/v1/drafts/{draft_id}/edits",
+        json={"op": "draw", "geometry": mapping(square)},
+        headers=planner,
     )
     assert clipped.status_code == 422 and clipped.get_json()["error"]["code"] == "empty_after_clip"
     bowtie = proj.to_lonlat(
-        shapely.Polygon([(c.x - 40, c.y - 40), (c.x + 40, c.y + 40), (c.x + 40, c.y - 40), (c.x - 40, c.y + 40)])
+        shapely.Polygon(
+            [(c.x - 40, c.y - 40), (c.x + 40, c.y + 40), (c.x + 40, c.y - 40), (c.x - 40, c.y + 40)]
+        )
     )
     resp = client.post(
         f"/api/v1/drafts/{draft_id}/edits",
@@ -138,28 +145,44 @@ def test_draw_carve_clip_rename_and_a_self_intersecting_polygon(client, session,
     assert resp.status_code == 422 and err["code"] == "invalid_geometry"
     assert "Self-intersection" in err["details"]["geos_reason"] and "repair" in err["message"]
     assert shape(err["details"]["repair"]).is_valid
-    assert codes_of(client.get(f"/api/v1/drafts/{draft_id}", headers=planner).get_json()) == codes_of(doc)
+    assert codes_of(
+        client.get(f"/api/v1/drafts/{draft_id}", headers=planner).get_json()
+    ) == codes_of(doc)
     carved = edit(
-        client, planner, draft_id, {"op": "draw", "mode": "carve", "geometry": mapping(bowtie), "repair": True}
+        client,
+        planner,
+        draft_id,
+        {"op": "draw", "mode": "carve", "geometry": mapping(bowtie), "repair": True},
     )
     g = grids_of(carved)
     assert carved["edit"]["created"] == ["990000002001006"]
     new_area = proj.to_utm(shape(g["990000002001006"]["geometry"])).area
     assert abs(new_area - 3200) < 5  # the two triangles make_valid keeps
     assert carved["validation"]["blocking"] == 0
-    renamed = edit(client, planner, draft_id, {"op": "rename", "grid": "990000002001006", "code": "99000000200100X"})
+    renamed = edit(
+        client,
+        planner,
+        draft_id,
+        {"op": "rename", "grid": "990000002001006", "code": "99000000200100X"},
+    )
     assert "code_malformed" in finding_codes(renamed) and not renamed["validation"]["publishable"]
     fixed = edit(client, planner, draft_id, {"op": "renumber", "only_missing": True})
     assert fixed["validation"]["publishable"] and "990000002001006" in codes_of(fixed)
-    assert client.post(
-        f"/api/v1/drafts/{draft_id}/edits", json={"op": "explode"}, headers=planner
-    ).get_json()["error"]["code"] == "unknown_op"
+    assert (
+        client.post(
+            f"/api/v1/drafts/{draft_id}/edits", json={"op": "explode"}, headers=planner
+        ).get_json()["error"]["code"]
+        == "unknown_op"
+    )
 
 
 def test_propose_fills_the_draft_from_the_partitioner(client, planner):
     doc = open_draft(client, planner)
     proposed = edit(
-        client, planner, doc["draft"]["id"], {"op": "propose", "households_min": 300, "households_max": 500}
+        client,
+        planner,
+        doc["draft"]["id"],
+        {"op": "propose", "households_min": 300, "households_max": 500},
     )
     codes = codes_of(proposed)
     assert codes[0] == "990000002001001" and len(codes) >= 4
