@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pandas as pd
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import text
+from werkzeug.security import generate_password_hash
 
 from data.catalogues import request_categories
 from geo.codes import grid_code
@@ -67,7 +68,7 @@ PARTITION_STREETS = frozenset(
 PERSONS_PER_HOUSEHOLD = 2.6  # China's 7th census average household size is 2.62
 SEED = 20261122
 N_VOLUNTEERS = 400
-N_INTAKE = 3000
+N_INTAKE = 1500
 DEMO_PASSWORD = "minqing-demo"
 
 SURNAMES = list(
@@ -249,6 +250,8 @@ def _residential_points(buildings: gpd.GeoDataFrame, rng: np.random.Generator, n
 
 
 AVAILABILITY_PATTERNS = [  # weekly windows "HH:MM-HH:MM" read in Asia/Shanghai
+    {},  # no schedule given: available any time
+    {},
     {"mon": ["18:30-21:00"], "wed": ["18:30-21:00"], "sat": ["09:00-17:00"]},
     {"sat": ["08:00-18:00"], "sun": ["08:00-18:00"]},
     {d: ["08:00-20:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
@@ -262,7 +265,7 @@ def _volunteers(buildings: gpd.GeoDataFrame, rng: np.random.Generator) -> gpd.Ge
     rows = []
     for home in homes:
         name, phone = _person(rng)
-        skills = sorted(rng.choice(codes, size=int(rng.integers(1, 4)), replace=False).tolist())
+        skills = sorted(rng.choice(codes, size=int(rng.integers(2, 5)), replace=False).tolist())
         rows.append(
             {
                 "name": name,
@@ -315,8 +318,11 @@ DEMO_USERS = [
 ]
 
 
-def load_demo(*, database: Database, pbf: Path | None = None) -> dict[str, Any]:
-    """Load the demo district once; a second call changes nothing."""
+def load_demo(
+    *, database: Database, pbf: Path | None = None, history: bool = True, progress: bool = False
+) -> dict[str, Any]:
+    """Load the demo district once (and replay a year of requests); a second call changes
+    nothing."""
     with database.session() as session:
         if session.scalar(text("SELECT 1 FROM areas WHERE code = :c"), {"c": DISTRICT_CODE}):
             return {"status": "already loaded"}
@@ -324,6 +330,18 @@ def load_demo(*, database: Database, pbf: Path | None = None) -> dict[str, Any]:
     with database.session() as session:
         _store(session, demo)
         session.commit()
+    replayed: dict[str, int] = {}
+    if history:
+        from data.replay import replay_history
+
+        with database.session() as session:
+            replayed = replay_history(
+                session=session,
+                intake=demo.intake,
+                now=datetime.now(UTC),
+                seed=SEED,
+                progress=progress,
+            )
     summary = {
         "communities": int((demo.areas["level"] == "community").sum()),
         "grids": len(demo.grids),
@@ -332,6 +350,7 @@ def load_demo(*, database: Database, pbf: Path | None = None) -> dict[str, Any]:
         "venues": len(demo.frames.pois),
         "network_edges": len(demo.frames.network_edges),
         "volunteers": len(demo.volunteers),
+        "requests": replayed.get("submitted", 0),
     }
     logger.info("demo loaded: %s", summary)
     return summary
@@ -403,6 +422,28 @@ def _store(session, demo: DemoDistrict) -> None:
         text(
             "UPDATE volunteers v SET community_id = a.id FROM areas a "
             "WHERE a.level = 'community' AND ST_Covers(a.geom, v.geom) AND v.community_id IS NULL"
+        )
+    )
+    # each demo volunteer gets an account (vol0001 …) so the replay acts as them; one shared
+    # password hash keeps loading fast (demo accounts only)
+    session.execute(
+        text(
+            "INSERT INTO users (username, password_hash, display_name, phone) "
+            "SELECT 'vol' || lpad(id::text, 4, '0'), :h, name, phone FROM volunteers ORDER BY id"
+        ),
+        {"h": generate_password_hash(DEMO_PASSWORD)},
+    )
+    session.execute(
+        text(
+            "UPDATE volunteers v SET user_id = u.id FROM users u "
+            "WHERE u.username = 'vol' || lpad(v.id::text, 4, '0')"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO role_bindings (user_id, role_code, area_id) "
+            "SELECT user_id, 'volunteer', community_id FROM volunteers "
+            "WHERE community_id IS NOT NULL"
         )
     )
     first_community = demo.areas[demo.areas["level"] == "community"].iloc[0]["code"]
