@@ -28,6 +28,12 @@ class Settings:
     bbox_max_deg: float = 2.0
     max_body_bytes: int = 1_000_000
     token_max_age_s: int = 7 * 24 * 3600
+    # walking network (一刻钟服务圈): speed 1.2 m/s = 72 m/min; points farther than the snap
+    # limit from any path are refused (API) or fall back to straight lines (circles, offers)
+    walk_speed_m_per_s: float = 1.2
+    walk_snap_limit_m: float = 250.0
+    circle_width_m: float = 50.0
+    circle_budget_cap_m: float = 5000.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:

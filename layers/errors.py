@@ -134,6 +134,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{field} 过长（{length} 字），最多 {max_chars} 字。",
         "{field} is too long ({length} characters); at most {max_chars}.",
     ),
+    # service circles, coverage, nearest service points (layers/circles, layers/coverage)
+    "unknown_venue_category": (
+        "未知服务设施类别“{category}”。可用类别：{available}。",
+        "Unknown venue category '{category}'. Available: {available}.",
+    ),
+    "unknown_tier": (
+        "类别“{category}”没有生活圈层级“{tier}”。可用：{available}。",
+        "Category '{category}' has no life-circle tier '{tier}'. Available: {available}.",
+    ),
+    "invalid_budget": (
+        "步行预算 {budget} {unit} 无效：须大于 0 且不超过 {cap_m} 米。",
+        "Invalid walking budget {budget} {unit}: it must be > 0 and at most {cap_m} m.",
+    ),
+    "too_far_from_network": (
+        "该位置距最近的步行道路 {snap_m} 米，超过 {limit_m} 米的上限。",
+        "The point is {snap_m} m from the nearest walkable path; the limit is {limit_m} m.",
+    ),
+    "no_walking_network": ("尚未导入步行路网。", "No walking network has been imported."),
+    "venue_without_location": ("服务设施 {venue} 没有位置。", "Venue {venue} has no location."),
+    "unknown_venue": ("未找到服务设施 {id}。", "No venue {id}."),
     "unknown_building": ("未知楼栋编码“{code}”。", "Unknown building code '{code}'."),
     "unknown_request": ("未找到诉求 {id}。", "No request {id}."),
     "unknown_ticket": ("查询码无效。", "Unknown ticket."),

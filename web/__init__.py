@@ -14,7 +14,17 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
     """Build the app; ``database`` overrides the engine made from ``settings.database_url``."""
-    from web import api, assets, core, drafts_api, pages, requests_api, resident, tiles
+    from web import (
+        api,
+        assets,
+        circles_api,
+        core,
+        drafts_api,
+        pages,
+        requests_api,
+        resident,
+        tiles,
+    )
     from web.db import close_session
     from web.errors import register_error_handlers
 
@@ -43,6 +53,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         requests_api.bp,
         resident.bp,
         drafts_api.bp,
+        circles_api.bp,
     ):
         app.register_blueprint(bp)
     register_error_handlers(app)

@@ -475,5 +475,66 @@ def escalate_cmd(c: Context) -> None:
     )
 
 
+# -- 一刻钟服务圈 ------------------------------------------------------------------------------
+@main.group("circles")
+def circles_group() -> None:
+    """Walking-network service circles and coverage of required facilities."""
+
+
+@circles_group.command("build")
+@click.option("--category", default=None, help="Venue category code (default: all required).")
+@click.option("--tier", default=None, help="Life-circle tier, e.g. 15min (default: all).")
+@click.option(
+    "--unit",
+    type=click.Choice(["m", "min"]),
+    default="m",
+    show_default=True,
+    help="Budgets from the catalogue's metres, or the tier's minutes x walking speed.",
+)
+@pass_ctx
+def circles_build(c: Context, category: str | None, tier: str | None, unit: str) -> None:
+    """Rebuild the walking graph and the stored service circles."""
+    from layers.circles.graph_cache import rebuild
+    from layers.circles.service import build_circles
+
+    def run(*, session):
+        rebuild(session)
+        return build_circles(session, category=category, tier=tier, unit=unit, settings=c.settings)
+
+    summary = _run_service(c, run)
+    click.echo(
+        f"{summary['circles']} circles ({summary['network']} network, {summary['buffer']} "
+        f"buffer) on network version {summary['network_version']}"
+    )
+
+
+@circles_group.command("coverage")
+@click.option("--level", type=click.Choice(["grid", "community", "street"]), default="community")
+@click.option("--category", default=None)
+@click.option("--tier", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def circles_coverage(
+    c: Context, level: str, category: str | None, tier: str | None, as_json: bool
+) -> None:
+    """Shares of homes and households with each required facility within each tier."""
+    import json
+
+    from layers.coverage.service import coverage
+
+    rows = _run_service(c, coverage, level=level, category=category, tier=tier, settings=c.settings)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    click.echo("level\tcode\tname\tcategory\ttier\tbuildings\tcovered\thouseholds\tcovered")
+    for r in rows:
+        share_b = "-" if r["buildings_share"] is None else f"{100 * r['buildings_share']:.1f}%"
+        share_h = "-" if r["households_share"] is None else f"{100 * r['households_share']:.1f}%"
+        click.echo(
+            f"{r['level']}\t{r['code']}\t{r['name']}\t{r['category']}\t{r['tier']}\t"
+            f"{r['buildings']}\t{share_b}\t{r['households']}\t{share_h}"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -70,6 +70,10 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "categories.read": {ANONYMOUS: "all"},
     "metrics.read": {**_STAFF, "planner": "all"},
     "volunteers.register": {AUTHENTICATED: "self"},
+    # 一刻钟服务圈: coverage figures and gaps hold no personal data (like the buildings and
+    # service_circles layers), nearest service points are the resident's question
+    "coverage.read": {ANONYMOUS: "all"},
+    "nearest.read": {ANONYMOUS: "all"},
     # planners redraw grids (layers/drafts): drafts are private to their planner
     "drafts.create": {"planner": "all", "admin": "all"},
     "drafts.read": {"planner": "all", "admin": "all"},

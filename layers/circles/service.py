@@ -1,0 +1,559 @@
+"""一刻钟服务圈: build venues' service circles, keep them current, answer "what is nearest".
+
+- ``build_circles`` computes the circles of every required (category, tier) of the life-circle
+  catalogue over the cached walking graph (all venues of a category in batched Dijkstra runs)
+  and stores them in ``service_circles`` with budget, unit, method and network version.
+  Venues that do not snap to the network get a straight-line disc with ``method=buffer``.
+- ``add_venue`` / ``move_venue`` / ``close_venue`` change one venue, recompute its circles
+  and report the coverage figures the change touched, in one transaction.
+- ``nearest`` answers the resident: the k nearest venues of a category by walking distance,
+  each with metres, minutes at the configured speed and the route; optionally the caller's own
+  15-minute circle.
+- ``walking_distances_m`` is what the pipeline's volunteer offer calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, mapping
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from data.catalogues import venue_categories
+from geo.circles import service_circles
+from geo.crs import to_wgs84
+from geo.walk import distances_at, nearest_targets, reach_from, route_to
+from layers.circles.graph_cache import LoadedGraph, get_graph
+from layers.config import Settings
+from layers.coverage.service import (
+    LEVELS,
+    _tier_minutes,
+    active_venues,
+    coverage,
+    load_homes,
+    requirements,
+)
+from layers.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
+
+logger = logging.getLogger(__name__)
+
+UNITS = ("m", "min")
+DEFAULT_CIRCLE_TIER = "15min"
+MAX_K = 20
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def check_category(category: str | None) -> str:
+    known = sorted(c.code for c in venue_categories())
+    if not category or category not in known:
+        raise BadRequest(
+            "unknown_venue_category", category=category or "", available=", ".join(known)
+        )
+    return category
+
+
+def budget_m_for(budget: float, unit: str, *, settings: Settings | None = None) -> float:
+    """A budget in metres from metres or minutes × walking speed; 400 ``invalid_budget``."""
+    settings = settings or Settings()
+    if unit not in UNITS:
+        raise BadRequest("invalid_field", field="unit", reason=f"one of {', '.join(UNITS)}")
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        raise BadRequest(
+            "invalid_budget", budget=budget, unit=unit, cap_m=settings.circle_budget_cap_m
+        ) from None
+    metres = value * settings.walk_speed_m_per_s * 60.0 if unit == "min" else value
+    if not math.isfinite(metres) or metres <= 0 or metres > settings.circle_budget_cap_m:
+        raise BadRequest(
+            "invalid_budget", budget=budget, unit=unit, cap_m=settings.circle_budget_cap_m
+        )
+    return metres
+
+
+def point_lonlat(
+    lon: Any, lat: Any, crs: str = "wgs84", *, what: str = "point"
+) -> tuple[float, float]:
+    """Validated WGS84 (lon, lat) from a point given in ``crs``."""
+    if lon is None or lat is None or lon == "" or lat == "":
+        raise BadRequest("missing_field", field="lon" if lon in (None, "") else "lat")
+    try:
+        x, y = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise BadRequest("invalid_coordinates", field=what, reason="not numbers") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise BadRequest("invalid_coordinates", field=what, reason="must be finite")
+    try:
+        wlon, wlat = to_wgs84(x, y, crs)
+    except ValueError:
+        raise BadRequest(
+            "unknown_crs", crs=crs, available="wgs84, gcj02, bd09, EPSG:<code>"
+        ) from None
+    wlon, wlat = float(wlon), float(wlat)
+    if not (-180 <= wlon <= 180 and -90 <= wlat <= 90 and math.isfinite(wlon + wlat)):
+        raise BadRequest("coordinates_out_of_range", lon=x, lat=y)
+    return wlon, wlat
+
+
+def _require_graph(session: Session) -> LoadedGraph:
+    loaded = get_graph(session)
+    if loaded is None:
+        raise ServiceUnavailable("no_walking_network")
+    return loaded
+
+
+# -- building and storing circles --------------------------------------------------------------
+
+
+def _multipolygon_lonlat(loaded: LoadedGraph, geom) -> MultiPolygon:
+    out = loaded.geom_to_lonlat(geom)
+    if not out.is_valid:
+        out = shapely.make_valid(out)
+    polys = [p for p in shapely.get_parts(out) if isinstance(p, Polygon) and not p.is_empty]
+    if not polys:
+        parts = shapely.get_parts(out)
+        polys = [g for p in parts for g in getattr(p, "geoms", [p]) if isinstance(g, Polygon)]
+    return MultiPolygon(polys)
+
+
+def _circle_rows(
+    loaded: LoadedGraph,
+    category: str,
+    tier: str,
+    budget_m: float,
+    unit: str,
+    width_m: float,
+    v_ids: np.ndarray,
+    v_lonlat: np.ndarray,
+    snap_limit_m: float,
+) -> list[dict[str, Any]]:
+    snap = loaded.snap_lonlat(v_lonlat, max_snap_m=snap_limit_m)
+    circles = service_circles(loaded.graph, snap, budget_m, width_m=width_m)
+    rows = []
+    for c in circles:
+        geom = _multipolygon_lonlat(loaded, c.geometry)
+        rows.append(
+            {
+                "venue_id": int(v_ids[c.source]),
+                "category": category,
+                "tier": tier,
+                "budget_m": float(budget_m),
+                "budget_unit": unit,
+                "buffer_m": float(width_m if c.method == "network" else 0.0),
+                "method": c.method,
+                "network_version": loaded.version if c.method == "network" else None,
+                "geom": shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True),
+            }
+        )
+    return rows
+
+
+_INSERT = text(
+    "INSERT INTO service_circles (venue_id, category, tier, budget_m, budget_unit, buffer_m,"
+    " method, network_version, geom) VALUES (:venue_id, :category, :tier, :budget_m,"
+    " :budget_unit, :buffer_m, :method, :network_version,"
+    " ST_Multi(ST_GeomFromEWKB(decode(:geom, 'hex'))))"
+)
+
+
+def _tier_budget_m(tier: str, catalogue_m: float, unit: str, settings: Settings) -> float:
+    if unit == "m":
+        return catalogue_m
+    return budget_m_for(_tier_minutes(tier), "min", settings=settings)
+
+
+def _rebuild(
+    session: Session,
+    *,
+    category: str | None,
+    tier: str | None,
+    unit: str,
+    settings: Settings,
+    venue_ids: list[int] | None = None,
+) -> dict[str, Any]:
+    loaded = get_graph(session)
+    summary: dict[str, Any] = {"circles": 0, "network": 0, "buffer": 0, "by_tier": {}}
+    for cat, tr, catalogue_m in requirements(category, tier):
+        budget_m = _tier_budget_m(tr, catalogue_m, unit, settings)
+        params: dict[str, Any] = {"c": cat, "t": tr}
+        only = ""
+        if venue_ids is not None:
+            only = " AND venue_id = ANY(:ids)"
+            params["ids"] = venue_ids
+        session.execute(
+            text(f"DELETE FROM service_circles WHERE category = :c AND tier = :t{only}"), params
+        )
+        v_ids, v_lonlat = active_venues(session, cat)
+        if venue_ids is not None:
+            keep = np.isin(v_ids, venue_ids)
+            v_ids, v_lonlat = v_ids[keep], v_lonlat[keep]
+        if not len(v_ids):
+            continue
+        if loaded is None:
+            rows = _buffer_rows(session, cat, tr, budget_m, unit, v_ids, v_lonlat)
+        else:
+            rows = _circle_rows(
+                loaded,
+                cat,
+                tr,
+                budget_m,
+                unit,
+                settings.circle_width_m,
+                v_ids,
+                v_lonlat,
+                settings.walk_snap_limit_m,
+            )
+        session.execute(_INSERT, rows)
+        for r in rows:
+            summary[r["method"]] += 1
+        summary["circles"] += len(rows)
+        summary["by_tier"][f"{cat}/{tr}"] = len(rows)
+    summary["network_version"] = loaded.version if loaded else None
+    return summary
+
+
+def _buffer_rows(session, cat, tr, budget_m, unit, v_ids, v_lonlat) -> list[dict[str, Any]]:
+    """No network at all: straight-line discs (computed in PostGIS geography, metres)."""
+    rows = []
+    for vid in v_ids:
+        geom = session.execute(
+            text(
+                "SELECT encode(ST_AsEWKB(ST_Multi(ST_Buffer(geom::geography, :r)::geometry)),"
+                " 'hex') FROM venues WHERE id = :id"
+            ),
+            {"r": budget_m, "id": int(vid)},
+        ).scalar_one()
+        rows.append(
+            {
+                "venue_id": int(vid),
+                "category": cat,
+                "tier": tr,
+                "budget_m": float(budget_m),
+                "budget_unit": unit,
+                "buffer_m": 0.0,
+                "method": "buffer",
+                "network_version": None,
+                "geom": geom,
+            }
+        )
+    return rows
+
+
+def build_circles(
+    session: Session,
+    *,
+    category: str | None = None,
+    tier: str | None = None,
+    unit: str = "m",
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """(Re)build the stored circles of every required (category, tier), or the selected ones.
+
+    ``unit="m"`` uses the catalogue's metres (15 min ≈ 1000 m); ``unit="min"`` uses the tier's
+    minutes × the walking speed. Commits.
+    """
+    settings = settings or Settings()
+    if unit not in UNITS:
+        raise BadRequest("invalid_field", field="unit", reason=f"one of {', '.join(UNITS)}")
+    if category is not None:
+        check_category(category)
+    summary = _rebuild(session, category=category, tier=tier, unit=unit, settings=settings)
+    session.commit()
+    logger.info("service circles built: %s", summary)
+    return summary
+
+
+# -- incremental venue changes -----------------------------------------------------------------
+
+
+def _coverage_rows(session: Session, category: str, settings: Settings) -> dict[tuple, dict]:
+    if not requirements(category):
+        return {}
+    homes = load_homes(session)
+    out = {}
+    for level in LEVELS:
+        for row in coverage(
+            session, level=level, category=category, settings=settings, homes=homes
+        ):
+            out[(row["level"], row["code"], row["tier"])] = row
+    return out
+
+
+def _touched(before: dict[tuple, dict], after: dict[tuple, dict]) -> list[dict[str, Any]]:
+    keys = ("buildings_covered", "households_covered", "buildings", "households")
+    return [
+        row
+        for key, row in sorted(after.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+        if key not in before or any(before[key][k] != row[k] for k in keys)
+    ]
+
+
+def _venue_change(session: Session, category: str, settings: Settings, apply) -> dict[str, Any]:
+    """Run ``apply`` (which writes the venue and returns its id), rebuild that venue's circles
+    and diff the category's coverage figures before / after; commits once at the end."""
+    before = _coverage_rows(session, category, settings)
+    venue_id = apply()
+    if requirements(category):
+        _rebuild(
+            session, category=category, tier=None, unit="m", settings=settings, venue_ids=[venue_id]
+        )
+    touched = _touched(before, _coverage_rows(session, category, settings))
+    circles = [
+        dict(r._mapping)
+        for r in session.execute(
+            text(
+                "SELECT tier, budget_m, budget_unit, method, network_version FROM service_circles"
+                " WHERE venue_id = :v ORDER BY budget_m"
+            ),
+            {"v": venue_id},
+        )
+    ]
+    session.commit()
+    return {"venue_id": venue_id, "circles": circles, "coverage_touched": touched}
+
+
+def _venue_row(session: Session, venue_id: int) -> Any:
+    row = session.execute(
+        text("SELECT id, category, active FROM venues WHERE id = :id"), {"id": venue_id}
+    ).first()
+    if row is None:
+        raise NotFound("unknown_venue", id=venue_id)
+    return row
+
+
+def add_venue(
+    session: Session,
+    *,
+    category: str,
+    lon: Any,
+    lat: Any,
+    crs: str = "wgs84",
+    name: str | None = None,
+    settings: Settings | None = None,
+    **attrs: Any,
+) -> dict[str, Any]:
+    """Insert a venue, build its circles and report the coverage it changes (one transaction)."""
+    settings = settings or Settings()
+    check_category(category)
+    if lon is None or lat is None:
+        raise Unprocessable("venue_without_location", venue=name or "(new)")
+    wlon, wlat = point_lonlat(lon, lat, crs, what="venue")
+    allowed = {"opening_hours", "capacity", "shared", "address", "osm_id"}
+    extra = {k: v for k, v in attrs.items() if k in allowed}
+
+    def apply() -> int:
+        cols = ", ".join(["category", "name", "geom", *extra])
+        vals = ", ".join(
+            [":category", ":name", "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"]
+            + [f":{k}" for k in extra]
+        )
+        return session.execute(
+            text(f"INSERT INTO venues ({cols}) VALUES ({vals}) RETURNING id"),
+            {"category": category, "name": name, "lon": wlon, "lat": wlat, **extra},
+        ).scalar_one()
+
+    return _venue_change(session, category, settings, apply)
+
+
+def move_venue(
+    session: Session,
+    venue_id: int,
+    *,
+    lon: Any,
+    lat: Any,
+    crs: str = "wgs84",
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Move a venue, recompute its circles and the coverage it touches (one transaction)."""
+    settings = settings or Settings()
+    row = _venue_row(session, venue_id)
+    if lon is None or lat is None:
+        raise Unprocessable("venue_without_location", venue=venue_id)
+    wlon, wlat = point_lonlat(lon, lat, crs, what="venue")
+
+    def apply() -> int:
+        session.execute(
+            text(
+                "UPDATE venues SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) WHERE id = :id"
+            ),
+            {"lon": wlon, "lat": wlat, "id": venue_id},
+        )
+        return venue_id
+
+    return _venue_change(session, row.category, settings, apply)
+
+
+def close_venue(
+    session: Session, venue_id: int, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Close a venue (inactive), drop its circles and report the coverage lost (one transaction)."""
+    settings = settings or Settings()
+    row = _venue_row(session, venue_id)
+
+    def apply() -> int:
+        session.execute(text("UPDATE venues SET active = false WHERE id = :id"), {"id": venue_id})
+        return venue_id
+
+    return _venue_change(session, row.category, settings, apply)
+
+
+# -- the resident's question -------------------------------------------------------------------
+
+
+def _venues_snap(session: Session, loaded: LoadedGraph, category: str, limit_m: float):
+    rows = session.execute(
+        text(
+            "SELECT id, name, address, opening_hours, ST_X(geom), ST_Y(geom) FROM venues"
+            " WHERE active AND category = :c AND NOT ST_IsEmpty(geom) ORDER BY id"
+        ),
+        {"c": category},
+    ).all()
+    lonlat = np.array([(r[4], r[5]) for r in rows], dtype=np.float64).reshape(-1, 2)
+    h = hashlib.blake2b(np.array([r[0] for r in rows], np.int64).tobytes(), digest_size=16)
+    h.update(lonlat.tobytes())
+    snap = loaded.snap_lonlat(lonlat, max_snap_m=limit_m, key=("venues", category, h.hexdigest()))
+    return rows, snap
+
+
+def _line_geojson(loaded: LoadedGraph, line) -> dict[str, Any]:
+    coords = np.round(shapely.get_coordinates(loaded.geom_to_lonlat(line)), 7)
+    return {"type": "LineString", "coordinates": coords.tolist()}
+
+
+def nearest(
+    session: Session,
+    *,
+    lon: Any,
+    lat: Any,
+    category: str | None,
+    crs: str = "wgs84",
+    k: Any = 5,
+    circle: bool = False,
+    minutes: Any = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The k nearest active venues of ``category`` by walking distance from (lon, lat).
+
+    Raises 422 ``too_far_from_network`` (with the snap distance) when the point is farther
+    than the snap limit from every path. With ``circle`` the caller's own circle is added: the
+    15-minute tier of the catalogue (1000 m), or ``minutes`` × the walking speed.
+    """
+    settings = settings or Settings()
+    check_category(category)
+    try:
+        k_int = int(k)
+    except (TypeError, ValueError):
+        raise BadRequest("invalid_field", field="k", reason=f"an integer 1–{MAX_K}") from None
+    if not 1 <= k_int <= MAX_K:
+        raise BadRequest("invalid_field", field="k", reason=f"an integer 1–{MAX_K}")
+    if minutes is not None and minutes != "":
+        circle_m, circle_unit, circle_budget = (
+            budget_m_for(minutes, "min", settings=settings),
+            "min",
+            float(minutes),
+        )
+    else:
+        circle_m = float(dict(((t, b) for _c, t, b in requirements()))[DEFAULT_CIRCLE_TIER])
+        circle_unit, circle_budget = "m", circle_m
+    wlon, wlat = point_lonlat(lon, lat, crs)
+    loaded = _require_graph(session)
+    limit = settings.walk_snap_limit_m
+    origin = loaded.snap_lonlat(np.array([[wlon, wlat]]), max_snap_m=limit)
+    if not origin.ok[0]:
+        raise Unprocessable(
+            "too_far_from_network", snap_m=round(float(origin.snap_m[0]), 1), limit_m=limit
+        )
+    rows, snap = _venues_snap(session, loaded, category, limit)
+    idx, dist, reach = nearest_targets(loaded.graph, origin, snap, k_int)
+    speed_m_per_min = settings.walk_speed_m_per_s * 60.0
+    venues = []
+    for j, d in zip(idx, dist, strict=True):
+        r = rows[int(j)]
+        line = route_to(loaded.graph, reach, snap, int(j))
+        venues.append(
+            {
+                "id": r[0],
+                "name": r[1],
+                "category": category,
+                "address": r[2],
+                "opening_hours": r[3],
+                "lon": r[4],
+                "lat": r[5],
+                "distance_m": round(float(d), 1),
+                "minutes": round(float(d) / speed_m_per_min, 1),
+                "distance_method": "walk",
+                "route": _line_geojson(loaded, line) if line is not None else None,
+            }
+        )
+    out: dict[str, Any] = {
+        "origin": {"lon": wlon, "lat": wlat, "snap_m": round(float(origin.snap_m[0]), 1)},
+        "category": category,
+        "k": k_int,
+        "speed_m_per_min": speed_m_per_min,
+        "network_version": loaded.version,
+        "venues": venues,
+        "unreachable_venues": int((~snap.ok).sum()),
+    }
+    if circle:
+        [c] = service_circles(loaded.graph, origin, circle_m, width_m=settings.circle_width_m)
+        geom = _multipolygon_lonlat(loaded, c.geometry)
+        out["circle"] = {
+            "type": "Feature",
+            "geometry": mapping(shapely.set_precision(geom, 1e-7)),
+            "properties": {
+                "tier": DEFAULT_CIRCLE_TIER if circle_unit == "m" else None,
+                "budget": circle_budget,
+                "budget_unit": circle_unit,
+                "budget_m": round(circle_m, 1),
+                "buffer_m": settings.circle_width_m,
+                "method": c.method,
+                "network_version": loaded.version,
+            },
+        }
+    return out
+
+
+# -- the pipeline's volunteer offer ------------------------------------------------------------
+
+
+def walking_distances_m(
+    session: Session,
+    from_lonlat: tuple[float, float],
+    to_lonlats: Any,
+    *,
+    settings: Settings | None = None,
+) -> tuple[np.ndarray, str] | None:
+    """Walking metres from one WGS84 point to each of ``to_lonlats`` ((k, 2) lon/lat).
+
+    Returns ``(metres, "walk")`` when a walking graph exists and every point snaps within the
+    snap limit (access legs included); otherwise None, and the caller falls back to
+    straight-line metres (``distance_method="straight"``).
+    """
+    settings = settings or Settings()
+    targets = np.asarray(to_lonlats, dtype=np.float64).reshape(-1, 2)
+    origin = np.asarray(from_lonlat, dtype=np.float64).reshape(1, 2)
+    if not np.isfinite(origin).all() or not np.isfinite(targets).all():
+        return None
+    loaded = get_graph(session)
+    if loaded is None:
+        return None
+    limit = settings.walk_snap_limit_m
+    o = loaded.snap_lonlat(origin, max_snap_m=limit)
+    if not len(targets):
+        return (np.zeros(0), "walk") if o.ok[0] else None
+    t = loaded.snap_lonlat(targets, max_snap_m=limit)
+    if not o.ok[0] or not t.ok.all():
+        return None
+    reach = reach_from(loaded.graph, o)
+    dist, _ = distances_at(loaded.graph, reach, t)
+    if not np.isfinite(dist).all():
+        return None
+    return dist, "walk"
