@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         pages,
         requests_api,
         resident,
+        staff,
         tiles,
     )
     from web.db import close_session
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         resident.bp,
         drafts_api.bp,
         circles_api.bp,
+        staff.bp,
     ):
         app.register_blueprint(bp)
     register_error_handlers(app)

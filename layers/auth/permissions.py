@@ -74,6 +74,19 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     # service_circles layers), nearest service points are the resident's question
     "coverage.read": {ANONYMOUS: "all"},
     "nearest.read": {ANONYMOUS: "all"},
+    # staff pages (web/staff.py): triage inbox, dashboard (党建地图), its heat points and CSV
+    "pages.staff": {
+        "admin": "all",
+        "planner": "all",
+        "street_staff": "subtree",
+        "community_staff": "subtree",
+    },
+    "staff.export": {
+        "admin": "all",
+        "planner": "all",
+        "street_staff": "subtree",
+        "community_staff": "subtree",
+    },
     # planners redraw grids (layers/drafts): drafts are private to their planner
     "drafts.create": {"planner": "all", "admin": "all"},
     "drafts.read": {"planner": "all", "admin": "all"},
