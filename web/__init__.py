@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         resident,
         staff,
         tiles,
+        work,
     )
     from web.db import close_session
     from web.errors import register_error_handlers
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         drafts_api.bp,
         circles_api.bp,
         staff.bp,
+        work.bp,
     ):
         app.register_blueprint(bp)
     register_error_handlers(app)

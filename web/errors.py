@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -39,6 +39,9 @@ def _wants_json() -> bool:
 
 def render_error(err: MinqingError) -> Response:
     locale = negotiate_locale()
+    if err.status == 401 and not _wants_json() and request.method == "GET":
+        # a page that needs a login (or whose session expired): log in, then come back
+        return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
     if _wants_json():
         resp = jsonify(err.to_dict(locale))
     else:

@@ -72,7 +72,7 @@ STANDARD_LAYERS = [
         "name": "venues",
         "title_key": "venues",
         "minZoom": 12,
-        "point": {"radius": 6, "color": "#1f6feb", "fillOpacity": 0.9},
+        "point": {"radius": 5, "color": "#2e7d32", "weight": 1, "fillOpacity": 0.85},
         "popup": [["name", "name"], ["category", "category"]],
     },
 ]
@@ -180,6 +180,7 @@ def layers_map(
     settings: Any,
     ui: dict[str, str],
     layer_specs: list[dict[str, Any]] | None = None,
+    extra_js: tuple[str, ...] = (),
     extra_css: tuple[str, ...] = (),
 ) -> folium.Map:
     """A base map with the standard layers (grids, buildings as vector tiles, venues) that
@@ -191,6 +192,7 @@ def layers_map(
         extra_js=(
             vendor("leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"),
             url_for("assets.static", filename="js/vectorgrid-fix.js"),
+            *extra_js,
         ),
         extra_css=extra_css,
     )

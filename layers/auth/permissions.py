@@ -50,6 +50,9 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "pages.district_map": {ANONYMOUS: "all"},
     "pages.service_card": {ANONYMOUS: "all"},
     "pages.resident": {ANONYMOUS: "all"},
+    "pages.leader": {"admin": "all", "grid_leader": "grids", "grid_member": "grids"},
+    "pages.volunteer": {"volunteer": "self"},
+    "volunteers.me": {"volunteer": "self"},
     # layers holding personal data (volunteers, requests)
     "layers.read_personal": {**_STAFF, "planner": "all"},
     # the people's-affairs pipeline (民情流水线, layers/requests)

@@ -66,17 +66,24 @@ def grid_card(*, session: Session, code: str) -> GridCard:
     )
 
 
-def grid_bounds(
-    session: Session, code: str
+def grids_bounds(
+    session: Session, codes: list[str]
 ) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """(south, west), (north, east) of the live grid ``code``."""
+    """(south, west), (north, east) around the live grids ``codes``."""
     row = session.execute(
         text(
-            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-            f"(SELECT ST_Extent(g.geom) AS e FROM grids g WHERE g.code = :c AND {LIVE_GRIDS}) x"
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(g.geom)"
+            f" AS e FROM grids g WHERE g.code = ANY(:c) AND {LIVE_GRIDS}) x"
         ),
-        {"c": code},
+        {"c": list(codes)},
     ).one()
     if row[0] is None:
         return None
     return (row[1], row[0]), (row[3], row[2])
+
+
+def grid_bounds(
+    session: Session, code: str
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """(south, west), (north, east) of the live grid ``code``."""
+    return grids_bounds(session, [code])

@@ -79,6 +79,8 @@
 
   Minqing.bboxLayers = function (map, config) {
     Minqing.map = map;
+    // folium passes zoom limits only to tile layers; with no basemap the map needs its own
+    if (map.options.maxZoom === undefined) map.setMaxZoom(20);
     var control = L.control.layers(null, {}, { collapsed: true }).addTo(map);
     var notice = document.createElement("div");
     notice.className = "mq-notice";
@@ -93,7 +95,13 @@
         return;
       }
       var group = L.geoJSON(null, {
-        style: function () { return spec.style || {}; },
+        style: function (feature) {
+          var hl = spec.highlight;
+          if (hl && feature && hl.codes.indexOf(feature.properties[hl.key || "code"]) >= 0) {
+            return Object.assign({}, spec.style || {}, hl.style);
+          }
+          return spec.style || {};
+        },
         pointToLayer: function (feature, latlng) {
           return L.circleMarker(latlng, spec.point || { radius: 5 });
         },
@@ -106,7 +114,7 @@
           }
         },
       });
-      group.addTo(map);
+      if (!spec.hidden) group.addTo(map);
       control.addOverlay(group, spec.title);
       Minqing.state.layers[spec.name] = { layer: group, count: 0, loaded: false };
     });
@@ -118,6 +126,10 @@
         var st = Minqing.state.layers[spec.name];
         if (spec.tiles) return;  // vector tiles load themselves
         if (controllers[spec.name]) controllers[spec.name].abort();
+        if (!map.hasLayer(st.layer)) {  // switched off: load when switched on
+          st.loaded = true;
+          return;
+        }
         if (zoom < (spec.minZoom || 0)) {
           st.layer.clearLayers();
           st.count = 0;
@@ -157,6 +169,7 @@
     }
 
     var timer = null;
+    map.on("overlayadd", function () { refresh(); });
     map.on("moveend", function () {
       clearTimeout(timer);
       timer = setTimeout(refresh, 120);

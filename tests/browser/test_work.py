@@ -1,0 +1,147 @@
+"""End to end in a real browser: a resident submits, the leader dispatches on the map, the
+volunteer claims and resolves on the phone page, the resident rates, the metrics change."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from tests.browser.conftest import screenshot, wait_layers_idle
+
+pytestmark = pytest.mark.browser
+
+PAYLOAD = "<img src=x onerror=alert(1)> 3号楼电梯坏了"
+
+
+def login(page, base: str, username: str, next_path: str) -> None:
+    page.goto(f"{base}/login?next={next_path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "minqing-demo")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+
+
+@pytest.fixture
+def site(committed_db, live_server):
+    with committed_db.session() as s:
+        code, lon, lat = s.execute(
+            text(
+                "SELECT b.grid_code, ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
+                " FROM role_bindings b JOIN users u ON u.id = b.user_id"
+                " JOIN grids g ON g.code = b.grid_code AND g.generation_high IS NULL"
+                " WHERE u.username = 'leader1'"
+            )
+        ).one()
+    return live_server(committed_db), committed_db, code, lon, lat
+
+
+def _metrics(client_page, base, code):
+    return client_page.evaluate(
+        """async ([url, code]) => {
+             const r = await fetch(url, {credentials: 'same-origin'});
+             const b = await r.json();
+             return b.rows.find(x => x.code === code);
+           }""",
+        [f"{base}/api/v1/metrics?level=grid", code],
+    )
+
+
+def test_resident_leader_volunteer_round_trip(site, browser, open_page):
+    base, database, code, _lon, _lat = site
+    # 0. the leader is at work; the grid's figures before
+    leader, lwatch = open_page(f"{base}/login", "desktop")
+    login(leader, base, "leader1", "/leader")
+    leader.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
+    before = _metrics(leader, base, code)
+    # 1. the resident submits from the grid's QR page
+    resident, rwatch = open_page(f"{base}/r?grid={code}", "phone")
+    resident.wait_for_function("() => window.Minqing && Minqing.pin")
+    resident.select_option("#mq-category", "housing")
+    resident.fill("#mq-text", PAYLOAD)
+    with resident.expect_navigation(url="**/t/**"):
+        resident.click("#mq-submit")
+    ticket_url = resident.url
+    number = resident.locator("#number").inner_text()
+
+    # 2. it appears on the leader's map in the right grid; the leader dispatches
+    leader.evaluate("() => Minqing.leaderRefresh()")
+    leader.wait_for_function("() => Minqing.state.pending === 0")
+    wait_layers_idle(leader)
+    row = leader.locator(f"#mq-list li:has-text('{number}')")
+    assert row.count() == 1
+    assert (
+        leader.locator("#mq-list li .txt", has_text="3号楼电梯坏了").first.inner_text() == PAYLOAD
+    )
+    row.click()
+    popup = leader.locator(".mq-req-popup")
+    popup.wait_for()
+    leader.wait_for_selector(".mq-req-popup button[data-action]")
+    screenshot(leader, "leader_popup_desktop")
+    assert popup.locator("img").count() == 0
+    volunteer_id = int(leader.locator(".mq-req-popup select option").first.get_attribute("value"))
+    with leader.expect_response(lambda r: r.url.endswith("/reassign")) as resp:
+        leader.locator(".mq-req-popup .act:has(select) button").click()
+    assert resp.value.status == 200
+    leader.wait_for_function("() => Minqing.state.pending === 0")
+    with database.session() as s:
+        offered = s.scalars(
+            text(
+                "SELECT o.volunteer_id FROM request_offers o JOIN requests r ON r.id = o.request_id "
+                "WHERE r.number = :n"
+            ),
+            {"n": number},
+        ).all()
+        username = s.scalar(
+            text(
+                "SELECT u.username FROM volunteers v JOIN users u ON u.id = v.user_id WHERE v.id = :v"
+            ),
+            {"v": volunteer_id},
+        )
+    assert offered == [volunteer_id]  # dispatched: the chosen volunteer is the sole offer
+
+    # 3. the volunteer claims, starts and resolves on the phone page
+    vol, vwatch = open_page(f"{base}/login", "phone")
+    login(vol, base, username, "/v")
+    vol.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
+    offer = vol.locator(f"#mq-offers li:has-text('{number}')")
+    with vol.expect_response(lambda r: r.url.endswith("/claim")) as claimed:
+        offer.locator("button[data-action]").click()
+    assert claimed.value.status == 200
+    mine = vol.locator(f"#mq-mine li:has-text('{number}')")
+    mine.wait_for()
+    with vol.expect_response(lambda r: r.url.endswith("/start")):
+        mine.locator("button[data-action]").first.click()
+    vol.wait_for_function("() => Minqing.state.pending === 0")
+    mine = vol.locator(f"#mq-mine li:has-text('{number}')")
+    assert mine.locator(".mq-badge").inner_text() == "办理中"
+    mine.locator("input").fill("已联系物业修好电梯")
+    mine.locator("button[data-action]").last.click()  # resolve
+    vol.wait_for_selector(f"#mq-history li:has-text('{number}')")
+    screenshot(vol, "volunteer_phone")
+    assert int(vol.locator("#mq-points").inner_text()) > 0
+
+    # 4. the resident rates it on the ticket page
+    resident.goto(ticket_url)
+    resident.check("input[name=rating][value='5']")
+    with resident.expect_navigation():
+        resident.click("#rate button[type=submit]")
+    assert resident.locator("#status").inner_text() == "已关闭"
+    screenshot(resident, "ticket_rated_phone")
+
+    # 5. the leader's figures changed accordingly
+    after = _metrics(leader, base, code)
+    assert after["received"] == before["received"] + 1
+    assert after["closed"] == before["closed"] + 1
+    for w in (rwatch, lwatch, vwatch):
+        assert w.dialogs == [] and w.foreign_requests == [] and w.console_errors == []
+
+
+def test_leader_page_needs_login_and_keeps_the_target(site, open_page):
+    base, *_ = site
+    page, watch = open_page(f"{base}/leader", "phone")
+    assert "/login" in page.url and "next=/leader" in page.url
+    login(page, base, "leader1", "/leader")
+    page.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
+    wait_layers_idle(page)
+    screenshot(page, "leader_phone")
+    assert watch.foreign_requests == [] and watch.console_errors == []
