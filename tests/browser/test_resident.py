@@ -54,8 +54,6 @@ def test_a_bad_submission_keeps_the_form_and_explains(resident_site, open_page):
     assert "phone" in page.locator("#mq-error").inner_text().lower()
     assert page.input_value("#mq-text") == "x" * 10  # nothing lost
     assert "/r" in page.url
-    assert (
-        (watch.foreign_requests == []
-        and watch.console_errors == [])
-        or all("400" in e for e in watch.console_errors)
+    assert (watch.foreign_requests == [] and watch.console_errors == []) or all(
+        "400" in e for e in watch.console_errors
     )
