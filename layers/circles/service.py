@@ -530,8 +530,11 @@ def walking_distances_m(
     to_lonlats: Any,
     *,
     settings: Settings | None = None,
+    limit_m: float = float("inf"),
 ) -> tuple[np.ndarray, str] | None:
     """Walking metres from one WGS84 point to each of ``to_lonlats`` ((k, 2) lon/lat).
+
+    The search stops at ``limit_m``; targets beyond it come back as ``inf``.
 
     Returns ``(metres, "walk")`` when a walking graph exists and every point snaps within the
     snap limit (access legs included); otherwise None, and the caller falls back to
@@ -552,8 +555,8 @@ def walking_distances_m(
     t = loaded.snap_lonlat(targets, max_snap_m=limit)
     if not o.ok[0] or not t.ok.all():
         return None
-    reach = reach_from(loaded.graph, o)
+    reach = reach_from(loaded.graph, o, limit_m=limit_m)
     dist, _ = distances_at(loaded.graph, reach, t)
-    if not np.isfinite(dist).all():
-        return None
+    if not np.isfinite(limit_m) and not np.isfinite(dist).all():
+        return None  # unlimited search yet unreachable: another component
     return dist, "walk"

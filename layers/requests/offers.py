@@ -29,6 +29,7 @@ DEFAULT_MAX_RADIUS_M = 5000.0
 # Nearest candidates (by index order) fetched before the exact filter and distance.
 CANDIDATE_LIMIT = 400
 STRAIGHT_LINE = "straight_line"
+WALK = "walk"
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -46,11 +47,13 @@ def distance_to_volunteers(
     session: Session,
     lonlat: tuple[float, float],
     targets_lonlat: Sequence[tuple[int, float, float]],
+    max_radius_m: float = 5000.0,
 ) -> tuple[dict[int, float], str]:
     """Metres from ``lonlat`` to each ``(volunteer_id, lon, lat)`` and the method used.
 
-    Straight-line metres in the UTM zone of ``lonlat``; ``session`` is unused until the
-    walking graph exists (it will be read from there).
+    Walking metres along the network when the walking graph exists and every point lies near
+    a path (``walk``; a volunteer farther than ``max_radius_m`` on foot gets ``inf``);
+    straight-line metres in the UTM zone of ``lonlat`` otherwise (``straight_line``).
     """
     if not targets_lonlat:
         return {}, STRAIGHT_LINE
@@ -60,6 +63,16 @@ def distance_to_volunteers(
     lat_a = np.array([lonlat[1]] + [t[2] for t in targets_lonlat])
     x_utm, y_utm = from_wgs84(lon_a, lat_a, epsg)
     d_m = np.hypot(x_utm[1:] - x_utm[0], y_utm[1:] - y_utm[0])
+    from layers.circles.service import walking_distances_m
+
+    walked = walking_distances_m(
+        session,
+        lonlat,
+        np.column_stack([lon_a[1:], lat_a[1:]]),
+        limit_m=max_radius_m,
+    )
+    if walked is not None:
+        return {vid: float(d) for vid, d in zip(ids, walked[0], strict=True)}, WALK
     return {vid: float(d) for vid, d in zip(ids, d_m, strict=True)}, STRAIGHT_LINE
 
 
@@ -105,6 +118,7 @@ def rank_volunteers(
         session=session,
         lonlat=lonlat,
         targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
+        max_radius_m=max_radius_m,
     )
     within = [r for r in candidates if distances[r.id] <= max_radius_m]
     within.sort(key=lambda r: (round(distances[r.id]), r.active_load, r.id))

@@ -40,7 +40,10 @@ def test_twenty_volunteers_claim_the_same_request(committed_db) -> None:
             submit_request(session=s, intake=parse_intake(body), k=N_VOLUNTEERS).request_id
             for _ in range(ROUNDS)
         ]
-        offers = s.scalar(text("SELECT count(*) FROM request_offers"))
+        offers = s.scalar(
+            text("SELECT count(*) FROM request_offers WHERE request_id = ANY(:ids)"),
+            {"ids": request_ids},
+        )
         assert offers == ROUNDS * N_VOLUNTEERS
 
     barrier = threading.Barrier(N_VOLUNTEERS)
@@ -73,12 +76,18 @@ def test_twenty_volunteers_claim_the_same_request(committed_db) -> None:
         per_request = s.execute(
             text(
                 "SELECT request_id, count(*) FROM request_events WHERE action = 'claim'"
-                " GROUP BY request_id"
-            )
+                " AND request_id = ANY(:ids) GROUP BY request_id"
+            ),
+            {"ids": request_ids},
         ).all()
         assert sorted(r[0] for r in per_request) == sorted(request_ids)
         assert {r[1] for r in per_request} == {1}
-        statuses = s.scalars(text("SELECT DISTINCT status FROM requests")).all()
+        statuses = s.scalars(
+            text("SELECT DISTINCT status FROM requests WHERE id = ANY(:ids)"), {"ids": request_ids}
+        ).all()
         assert statuses == ["claimed"]
-        total_load = s.scalar(text("SELECT sum(active_load) FROM volunteers"))
+        total_load = s.scalar(
+            text("SELECT sum(active_load) FROM volunteers WHERE id = ANY(:v)"),
+            {"v": [v.id for v in vols]},
+        )
         assert total_load == ROUNDS
