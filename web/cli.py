@@ -8,6 +8,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -246,11 +247,43 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve the app under gunicorn until interrupted; each worker builds its own engine."""
+def deadline_timer(database_url: str, every_s: float) -> threading.Event:
+    """Run the deadline job every ``every_s`` seconds in a daemon thread; set the event to
+    stop. The job is idempotent, so a second server doing the same is harmless."""
+    from layers.requests.service import run_escalations
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        database = Database.from_url(database_url, pool_size=1, max_overflow=0)
+        while not stop.wait(every_s):
+            try:
+                with database.session() as s:
+                    counts = run_escalations(session=s)
+                if any(counts.values()):
+                    logger.info("deadline job: %s", counts)
+            except Exception:  # keep the timer alive through a database restart
+                logger.exception("deadline job failed; retrying in %s s", every_s)
+        database.engine.dispose()
+
+    threading.Thread(target=loop, name="minqing-deadline-job", daemon=True).start()
+    return stop
+
+
+def run_gunicorn(
+    settings: Settings, *, host: str, port: int, workers: int, escalate_every_s: float = 60.0
+) -> None:
+    """Serve the app under gunicorn until interrupted; each worker builds its own engine.
+
+    The master also runs the deadline job on a timer (``escalate_every_s``; 0 turns it off).
+    """
     from gunicorn.app.base import BaseApplication
 
     from web import create_app
+
+    def when_ready(_server: object) -> None:
+        if escalate_every_s > 0 and settings.database_url:
+            deadline_timer(settings.database_url, escalate_every_s)
 
     class _Server(BaseApplication):
         def load_config(self) -> None:
@@ -259,6 +292,7 @@ def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> N
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("when_ready", when_ready)
 
         def load(self):
             return create_app(settings)
@@ -272,14 +306,21 @@ def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> N
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--escalate-every",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between runs of the deadline job (0: off, e.g. when cron runs it).",
+)
 @pass_ctx
-def serve(c: Context, host: str, port: int, workers: int) -> None:
+def serve(c: Context, host: str, port: int, workers: int, escalate_every: float) -> None:
     """Run the web app under gunicorn."""
     ensure_port_free(host, port)
     url = c.database_url()
     migrate(url)
     settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
-    run_gunicorn(settings, host=host, port=port, workers=workers)
+    run_gunicorn(settings, host=host, port=port, workers=workers, escalate_every_s=escalate_every)
 
 
 @main.command("demo")
