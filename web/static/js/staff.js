@@ -545,7 +545,7 @@
     config.areas.forEach(function (c) { inScope[c] = true; });
     var geometry = {};  // level -> features
     var byCode = {};
-    var coverage = {};  // level -> code -> mean households share
+    var coverage = (dash.coverage = {});  // level -> code -> mean households share
     var errorBox = document.getElementById("mq-error");
     var form = document.getElementById("mq-dash");
     var from = document.getElementById("mq-from");
@@ -567,8 +567,13 @@
       },
     }).addTo(map);
     st.layers.choropleth = { layer: choropleth, count: 0, loaded: false };
-    var heat = L.heatLayer([], { radius: 20, blur: 16, maxZoom: 17, minOpacity: 0.3 }).addTo(map);
+    /* leaflet.heat 0.2.0 keeps the scale of a zoom animation that starts while it is being
+     * added (the page's initial fitBounds), so its points drift from the map: it joins the
+     * map once the first points arrive, and re-anchors itself after every zoom. */
+    var heat = L.heatLayer([], { radius: 20, blur: 16, maxZoom: 17, minOpacity: 0.3 });
+    var heatWanted = true;
     st.layers.heat = { layer: heat, count: 0, loaded: false };
+    map.on("zoomend", function () { if (map.hasLayer(heat)) heat._reset(); });
     var control = L.control.layers(null, {}, { collapsed: true }).addTo(map);
     control.addOverlay(choropleth, labels.dash_metric);
     control.addOverlay(heat, labels.dash_heat);
@@ -616,9 +621,11 @@
         swatch.style.background = colours[i];
         line.appendChild(swatch);
         var lo = breaks[i], hi = breaks[i + 1];
-        line.appendChild(document.createTextNode(
-          dash.metric === "open_backlog" ? lo + "–" + (hi - 1)
-            : formatValue(dash.metric, lo) + "–" + formatValue(dash.metric, hi)));
+        var last = i === colours.length - 1;
+        var label = dash.metric !== "open_backlog"
+          ? formatValue(dash.metric, lo) + "–" + formatValue(dash.metric, hi)
+          : last ? "≥ " + lo : hi - 1 === lo ? String(lo) : lo + "–" + (hi - 1);
+        line.appendChild(document.createTextNode(label));
         div.appendChild(line);
       }
       var none = el("div", { class: "legend-row" });
@@ -722,6 +729,7 @@
           if (res.status !== 200) throw new Error(errorText(res));
           var pts = res.body.points || [];
           heat.setLatLngs(pts);
+          if (heatWanted && !map.hasLayer(heat)) heat.addTo(map);
           dash.heatCount = pts.length;
           st.layers.heat.count = pts.length;
           document.getElementById("mq-heat-count").textContent =
@@ -770,7 +778,8 @@
     }
     metricSelect.addEventListener("change", redraw);
     document.getElementById("mq-heat-on").addEventListener("change", function (ev) {
-      if (ev.target.checked) heat.addTo(map); else map.removeLayer(heat);
+      heatWanted = ev.target.checked;
+      if (heatWanted) heat.addTo(map); else map.removeLayer(heat);
     });
     apply();
   };
