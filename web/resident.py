@@ -92,8 +92,8 @@ def home():
                 if v.code in RESIDENT_SERVICES
             ],
             "urls": {
-                "nearest": url_for("circles_api.nearest")
-                if "circles_api.nearest" in current_app.view_functions
+                "nearest": url_for("circles_api.nearest_venues")
+                if "circles_api.nearest_venues" in current_app.view_functions
                 else None,
                 "submit": url_for("requests_api.create_request"),
                 "ticket": url_for("resident.ticket_page", ticket="TICKET"),

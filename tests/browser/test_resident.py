@@ -26,6 +26,16 @@ def test_submit_from_the_qr_page_and_follow_the_ticket(resident_site, open_page,
     page.wait_for_function("() => window.Minqing && Minqing.pin")
     assert page.locator("#mq-category option").count() >= 9
     assert code in page.locator(".mq-grid").inner_text()
+    # the nearest service points by walking distance, with routes and the 15-minute circle
+    page.click("#mq-services button[data-code='clinic']")
+    page.wait_for_function(
+        "() => Minqing.state.resident.pending === 0 && Minqing.state.resident.nearest.length > 0"
+    )
+    items = page.locator("#mq-nearest li")
+    assert items.count() >= 1
+    assert " m · " in items.first.inner_text()
+    assert page.evaluate("Minqing.state.resident.circle !== null")
+    assert page.evaluate("Minqing.state.resident.nearest[0].route.type") == "LineString"
     screenshot(page, f"resident_{viewport}")
     page.select_option("#mq-category", "housing")
     page.fill("#mq-text", PAYLOAD)
