@@ -342,7 +342,12 @@ def load_demo(
                 seed=SEED,
                 progress=progress,
             )
+    from layers.circles.service import build_circles
+
+    with database.session() as session:
+        circles = build_circles(session)  # 一刻钟服务圈 of every required facility and tier
     summary = {
+        "circles": circles["circles"],
         "communities": int((demo.areas["level"] == "community").sum()),
         "grids": len(demo.grids),
         "grids_in_range": int(demo.grids["in_range"].sum()),

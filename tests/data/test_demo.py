@@ -174,3 +174,11 @@ def test_demo_build_is_deterministic(built) -> None:
     assert list(again.grids.geometry.to_wkb()) == list(built.grids.geometry.to_wkb())
     assert again.volunteers["name"].tolist() == built.volunteers["name"].tolist()
     assert again.intake["seconds_ago"].tolist() == built.intake["seconds_ago"].tolist()
+
+
+def test_demo_has_service_circles_on_the_network(session) -> None:
+    rows = dict(
+        session.execute(text("SELECT method, count(*) FROM service_circles GROUP BY method")).all()
+    )
+    assert rows.get("network", 0) >= 100
+    assert rows.get("buffer", 0) <= rows["network"] * 0.05
