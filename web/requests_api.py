@@ -33,7 +33,7 @@ from layers.requests.schemas import (
     parse_rating,
     parse_time,
 )
-from layers.requests.workflow import Status
+from layers.requests.workflow import OwnerLevel, Status
 from layers.volunteers.service import parse_registration, register_volunteer
 from web.api import json_body, parse_limit
 from web.auth import current_principal, policy
@@ -152,6 +152,17 @@ def _flag(raw: str | None, name: str) -> bool | None:
     raise BadRequest("invalid_field", field=name, reason="true or false")
 
 
+def _owner_levels(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    levels = tuple(x.strip() for x in raw.split(",") if x.strip())
+    valid = {o.value for o in OwnerLevel}
+    bad = [x for x in levels if x not in valid]
+    if bad:
+        raise BadRequest("invalid_field", field="owner_level", reason=", ".join(sorted(valid)))
+    return levels
+
+
 @bp.get("/requests")
 @policy("requests.read")
 def list_requests():
@@ -167,6 +178,7 @@ def list_requests():
         grid_code=args.get("grid") or None,
         community_code=args.get("community") or None,
         statuses=statuses,
+        owner_levels=_owner_levels(args.get("owner_level")),
         category=args.get("category") or None,
         overdue=_flag(args.get("overdue"), "overdue"),
         bbox=parse_bbox(args.get("bbox"), max_deg=settings.bbox_max_deg),

@@ -1541,6 +1541,7 @@ class ListFilters:
     grid_code: str | None = None
     community_code: str | None = None
     statuses: tuple[str, ...] = ()
+    owner_levels: tuple[str, ...] = ()
     category: str | None = None
     overdue: bool | None = None
     bbox: tuple[float, float, float, float] | None = None
@@ -1613,6 +1614,9 @@ def list_requests(
     if filters.category:
         where.append("r.category = :category")
         params["category"] = filters.category
+    if filters.owner_levels:
+        where.append("r.owner_level = ANY(:owner_levels)")
+        params["owner_levels"] = list(filters.owner_levels)
     if filters.overdue is not None:
         clause = "(r.status = ANY(:open) AND r.deadline_at < :now)"
         where.append(clause if filters.overdue else f"NOT {clause}")

@@ -264,7 +264,8 @@
 
     function loadList() {
       st.layers.requests.loaded = false;
-      var url = config.urls.list + "?limit=1000&status=" + config.open.join(",");
+      var url = config.urls.list + "?limit=1000&status=" + config.open.join(",") +
+        "&owner_level=" + config.levels.join(",");
       return loadAll(url, [])
         .then(function (items) {
           reconcile(items.filter(function (i) { return config.levels.indexOf(i.owner_level) >= 0; }));
