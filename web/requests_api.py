@@ -303,16 +303,13 @@ def metrics():
     period_to = parse_time(args.get("to"), "to", _tz()) or now
     period_from = parse_time(args.get("from"), "from", _tz()) or period_to - timedelta(days=30)
     level = args.get("level", "grid")
-    session = db_session()
-    staff, _own, params = service.scope_sql(session, _actor())
-    rows = metrics_service.compute_metrics(
-        session=session,
+    rows = metrics_service.scoped_metrics(
+        session=db_session(),
+        actor=_actor(),
         level=level,
         period_from=period_from,
         period_to=period_to,
         now=now,
-        scope_clause=staff,
-        scope_params=params,
     )
     return jsonify(
         {

@@ -29,6 +29,7 @@ from flask import (
 from data.catalogues import request_categories
 from layers.display_crs import parse_display_crs
 from layers.requests import export
+from layers.requests.metrics import scoped_metrics
 from layers.requests.schemas import parse_time
 from layers.requests.service import Actor
 from layers.requests.workflow import OPEN
@@ -288,7 +289,7 @@ def metrics_csv():
     lang = negotiate_locale()
     level = request.args.get("level", "grid")
     period_from, period_to = _period()
-    rows = export.scoped_metrics(
+    rows = scoped_metrics(
         session=db_session(),
         actor=_actor(),
         level=level,

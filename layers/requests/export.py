@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from geo.crs import from_wgs84
 from layers.auth.permissions import Grant
 from layers.features import LIVE_GRIDS
-from layers.requests.metrics import compute_metrics
 from layers.requests.service import Actor, scope_sql
 from layers.requests.workflow import Status
 
@@ -70,28 +69,6 @@ def to_csv(*, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     for row in rows:
         writer.writerow([csv_cell(v) for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
-
-
-def scoped_metrics(
-    *,
-    session: Session,
-    actor: Actor,
-    level: str,
-    period_from: datetime,
-    period_to: datetime,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """DESIGN §3 metrics rows restricted to the actor's staff scope (as GET /metrics)."""
-    staff, _own, params = scope_sql(session, actor)
-    return compute_metrics(
-        session=session,
-        level=level,
-        period_from=period_from,
-        period_to=period_to,
-        now=now,
-        scope_clause=staff,
-        scope_params=params,
-    )
 
 
 def metrics_csv(*, rows: Sequence[dict[str, Any]], headers: dict[str, str]) -> bytes:

@@ -106,3 +106,27 @@ def compute_metrics(
             }
         )
     return out
+
+
+def scoped_metrics(
+    *,
+    session: Session,
+    actor: Any,
+    level: str,
+    period_from: datetime,
+    period_to: datetime,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """DESIGN §3 metrics rows restricted to the actor's staff scope (a service ``Actor``)."""
+    from layers.requests.service import scope_sql  # the service imports nothing from here
+
+    staff, _own, params = scope_sql(session, actor)
+    return compute_metrics(
+        session=session,
+        level=level,
+        period_from=period_from,
+        period_to=period_to,
+        now=now,
+        scope_clause=staff,
+        scope_params=params,
+    )
