@@ -44,7 +44,11 @@ class LayerSpec:
 
 
 def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Grant], tuple]:
-    """Scope filter: rows in the granted areas' subtrees or granted grids."""
+    """Scope filter: rows in the granted areas' subtrees or granted grids.
+
+    Rows without a grid of their own (volunteers) are in a granted grid's scope when they
+    belong to the community that grid is in: a leader dispatches to neighbours too.
+    """
 
     def build(grant: Grant) -> tuple[str, dict[str, Any]]:
         if grant.everything:
@@ -59,9 +63,15 @@ def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Gra
                 " SELECT id FROM sub)"
             )
             params["scope_areas"] = sorted(grant.area_ids)
-        if grant.grid_codes and grid_code_col:
-            clauses.append(f"{grid_code_col} = ANY(:scope_grids)")
+        if grant.grid_codes:
             params["scope_grids"] = sorted(grant.grid_codes)
+            if grid_code_col:
+                clauses.append(f"{grid_code_col} = ANY(:scope_grids)")
+            else:
+                clauses.append(
+                    f"{community_col} IN (SELECT g.community_id FROM grids g"
+                    f" WHERE g.code = ANY(:scope_grids) AND {LIVE_GRIDS})"
+                )
         return ("(" + " OR ".join(clauses) + ")") if clauses else "FALSE", params
 
     return build

@@ -160,3 +160,10 @@ def test_unknown_layer_is_404_in_both_languages(client) -> None:
     en = client.get("/api/v1/layers/roads", headers={"Accept-Language": "en-US,en;q=0.9"})
     assert en.get_json()["error"]["message"].startswith("Unknown layer 'roads'")
     assert "grids" in en.get_json()["error"]["details"]["available"]
+
+
+def test_grid_leader_sees_the_volunteers_of_their_community(client, session, mini) -> None:
+    user(session, "leader_vol", "grid_leader", grid=mini.west.code)
+    vols = client.get("/api/v1/layers/volunteers", headers=token(client, "leader_vol")).get_json()
+    assert [f["properties"]["name"] for f in vols["features"]] == ["赵志愿"]
+    assert vols["features"][0]["properties"]["phone"] == "13700002222"  # leaders need to call
