@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         core,
         drafts_api,
         pages,
+        planner,
         requests_api,
         resident,
         staff,
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         circles_api.bp,
         staff.bp,
         work.bp,
+        planner.bp,
     ):
         app.register_blueprint(bp)
     register_error_handlers(app)

@@ -96,6 +96,9 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "drafts.edit": {"planner": "all", "admin": "all"},
     "drafts.publish": {"planner": "all", "admin": "all"},
     "drafts.history": {"planner": "all", "admin": "all"},
+    # the planner map (web/planner.py) and the grids of any past generation it compares
+    "pages.planner": {"planner": "all", "admin": "all"},
+    "generations.read": {"planner": "all", "admin": "all"},
 }
 
 # Who sees names and phones unmasked (DESIGN: the assignee, the grid's leader, staff above).
