@@ -1,0 +1,904 @@
+"""Pages bench: every map page in headless Chromium on the synthetic district, beside a map
+with all buildings inlined as GeoJSON.
+
+``python -m bench.pages_bench [--quick]`` in a scratch database (on ``DATABASE_URL`` or the
+embedded server; dropped afterwards):
+
+1. writes the synthetic district (600 grids, 50k buildings, 100k volunteers, 1M requests, a
+   walking network of ≥ 100k edges; ``--quick``: 60 grids, 5k buildings and small rest) plus
+   two venues per grid, and bench accounts: a grid leader, a street staff member, a planner
+   and a volunteer (linked to a volunteer row); one request is submitted for a ticket page;
+2. serves the app with ``minqing serve --workers 2`` and, for the baseline, the same district
+   map built with folium with every building (and grid and venue) inlined as GeoJSON, from a
+   temporary directory with Leaflet copied from node_modules;
+3. opens each page in a fresh Chromium context (cold cache) at 1280×800 and 390×844 and
+   measures, from navigation start:
+
+   - first render: the first contentful paint;
+   - map idle: Leaflet's ``load`` fired for every layer in ``Minqing.state.layers`` and no
+     loads pending (``Minqing.state.pending == 0``), the document complete, then no network
+     request for 500 ms; the figure is the moment the last of those happened (the 500 ms of
+     quiet are the check, not part of the figure). Pages without map layers (the service
+     card, the ticket, the baseline) are idle when complete and quiet.
+   - bytes transferred: the sum of ``encodedDataLength`` of Chromium's
+     ``Network.loadingFinished`` over every request of the page (headers included).
+
+   Requests to any host other than the page's own are blocked by Chromium's host resolver
+   and recorded; console errors and page errors are recorded.
+
+Figures: a table page × viewport against the targets (≤ 2 s to map idle, ≤ 2 MB first load),
+a dated section of ``bench/RESULTS.md`` (``MINQING_BENCH_RESULTS`` overrides the path), and
+the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import (
+    Timer,
+    append_results,
+    emit,
+    final_json,
+    machine,
+    scratch_database,
+    server_version,
+)
+from layers.config import PROJECT_ROOT
+from layers.db import Database
+
+logger = logging.getLogger(__name__)
+
+CHROMIUM = "/usr/bin/chromium"
+# as tests/browser/conftest.py, plus a host resolver that lets nothing leave the machine
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+TARGET_IDLE_MS = 2000
+TARGET_BYTES = 2_000_000
+QUIET_MS = 500
+PAGE_TIMEOUT_S = 60.0
+PASSWORD = "bench-pages-2024"
+VENUES_PER_GRID = 2
+VENUE_CATEGORIES = ("community_centre", "clinic", "pharmacy", "elderly_care", "market")
+
+FULL = {
+    "grids": 600,
+    "buildings": 50_000,
+    "volunteers": 100_000,
+    "requests": 1_000_000,
+    "network_edges": 100_000,
+    "repeats": 3,
+    "warmups": 2,
+}
+QUICK = {
+    "grids": 60,
+    "buildings": 5_000,
+    "volunteers": 2_000,
+    "requests": 20_000,
+    "network_edges": 5_000,
+    "repeats": 1,
+    "warmups": 1,
+}
+
+# Runs in the page before its own scripts: records when the map's layers are all loaded
+# (Minqing.state) on a 10 ms timer, which long tasks delay just as they delay the user.
+HOOK_JS = """
+(() => {
+  try { performance.setResourceTimingBufferSize(100000); } catch (e) {}
+  const s = (window.__mqBench = { readyAt: null, layers: null });
+  function layersReady() {
+    const M = window.Minqing;
+    if (!M || !M.state || !M.state.layers) return null;
+    const all = Object.values(M.state.layers);
+    s.layers = all.length;
+    return (M.state.pending || 0) === 0 && all.every((l) => l.loaded);
+  }
+  setInterval(() => {
+    const ok = document.readyState === "complete" && layersReady() !== false;
+    if (!ok) s.readyAt = null;
+    else if (s.readyAt === null) s.readyAt = performance.now();
+  }, 10);
+})();
+"""
+
+PROBE_JS = """
+() => {
+  const res = performance.getEntriesByType("resource");
+  const nav = performance.getEntriesByType("navigation")[0];
+  let lastNet = nav ? nav.responseEnd : 0;
+  for (const r of res) lastNet = Math.max(lastNet, r.responseEnd, r.startTime);
+  const slowest = res
+    .map((r) => [Math.round(r.responseEnd - r.startTime), Math.round(r.startTime),
+                 r.name.replace(location.origin, "")])
+    .sort((a, b) => b[0] - a[0]).slice(0, 3);
+  const paint = {};
+  for (const p of performance.getEntriesByType("paint")) paint[p.name] = p.startTime;
+  const M = window.Minqing;
+  const layers = {};
+  if (M && M.state && M.state.layers) {
+    for (const [k, l] of Object.entries(M.state.layers)) {
+      layers[k] = { loaded: !!l.loaded, count: l.count || 0, tiles: l.tiles || 0 };
+    }
+  }
+  return {
+    now: performance.now(),
+    readyAt: window.__mqBench ? window.__mqBench.readyAt : null,
+    lastNet: lastNet,
+    fcp: paint["first-contentful-paint"] ?? null,
+    fp: paint["first-paint"] ?? null,
+    dcl: nav ? nav.domContentLoadedEventEnd : null,
+    load: nav ? nav.loadEventEnd : null,
+    layers: layers,
+    errors: M && M.state && M.state.errors ? M.state.errors.map(String) : [],
+    zoom: M && M.map ? M.map.getZoom() : null,
+    slowest: slowest,
+  };
+}
+"""
+
+
+# --------------------------------------------------------------------------- the district
+
+# data.synthetic writes availability windows as ["08:00", "18:00"] pairs while
+# layers.volunteers reads "08:00-18:00" strings (any intake near such a volunteer answers 400
+# invalid_availability): the bench rewrites them so that a request can be submitted.
+NORMALISE_AVAILABILITY = """
+UPDATE volunteers SET availability = (
+    SELECT coalesce(jsonb_object_agg(d.key, (
+        SELECT coalesce(jsonb_agg(CASE WHEN jsonb_typeof(w) = 'array'
+                                       THEN to_jsonb((w->>0) || '-' || (w->>1)) ELSE w END),
+                        '[]'::jsonb)
+        FROM jsonb_array_elements(d.value) w)), '{}'::jsonb)
+    FROM jsonb_each(availability::jsonb) d)
+WHERE availability IS NOT NULL AND availability::text LIKE '%[[%'
+"""
+
+
+@dataclass
+class Site:
+    """What the pages need: a grid, the accounts and a ticket."""
+
+    grid_code: str
+    accounts: dict[str, str]  # role → username
+    ticket: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, dict[str, Any]]:
+    """The synthetic district, venues and bench accounts in the scratch database."""
+    from data.synthetic import generate_district
+    from layers.auth.service import bind_role, create_user
+
+    database = Database.from_url(url)
+    try:
+        with database.session() as session:
+            summary = generate_district(
+                session=session,
+                grids=sizes["grids"],
+                buildings=sizes["buildings"],
+                volunteers=sizes["volunteers"],
+                requests=sizes["requests"],
+                network_edges_min=sizes["network_edges"],
+                seed=seed,
+            )
+            fixed = session.execute(text(NORMALISE_AVAILABILITY)).rowcount
+            step = max(1, sizes["buildings"] // (VENUES_PER_GRID * sizes["grids"]))
+            cats = "ARRAY[" + ",".join(f"'{c}'" for c in VENUE_CATEGORIES) + "]"
+            session.execute(
+                text(
+                    "INSERT INTO venues (category, name, shared, geom) "
+                    f"SELECT ({cats})[1 + id % {len(VENUE_CATEGORIES)}], '服务点' || id, "
+                    f"id % 3 = 0, rep_point FROM buildings WHERE id % {step} = 0"
+                )
+            )
+            # the leader's grid: the live grid with the most buildings (a busy one)
+            grid_code, street_code = session.execute(
+                text(
+                    "SELECT g.code, s.code FROM grids g JOIN areas c ON c.id = g.community_id "
+                    "JOIN areas s ON s.id = c.parent_id "
+                    "WHERE g.generation_high IS NULL ORDER BY g.households DESC, g.code LIMIT 1"
+                )
+            ).one()
+            vol_id, vol_community = session.execute(
+                text(
+                    "SELECT v.id, c.code FROM volunteers v JOIN areas c ON c.id = v.community_id "
+                    "JOIN grids g ON g.community_id = c.id AND g.code = :g "
+                    "WHERE ST_Covers(g.geom, v.geom) ORDER BY v.id LIMIT 1"
+                ),
+                {"g": grid_code},
+            ).one_or_none() or (None, None)
+            accounts = {
+                "leader": ("grid_leader", None, grid_code),
+                "staff": ("street_staff", street_code, None),
+                "planner": ("planner", None, None),
+            }
+            if vol_id is not None:
+                accounts["volunteer"] = ("volunteer", vol_community, None)
+            usernames: dict[str, str] = {}
+            for who, (role, area, grid) in accounts.items():
+                username = f"bench_{who}"
+                user = create_user(session=session, username=username, password=PASSWORD)
+                bind_role(
+                    session=session, username=username, role=role, area_code=area, grid_code=grid
+                )
+                if who == "volunteer":
+                    session.execute(
+                        text("UPDATE volunteers SET user_id = :u WHERE id = :v"),
+                        {"u": user.id, "v": vol_id},
+                    )
+                usernames[who] = username
+            if fixed:
+                logger.warning(
+                    "%d synthetic volunteers had availability windows as [start, end] pairs; "
+                    "rewritten as 'HH:MM-HH:MM' (what layers.volunteers parses)",
+                    fixed,
+                )
+            counts = {
+                name: int(session.scalar(text(f"SELECT count(*) FROM {name}")) or 0)
+                for name in ("grids", "buildings", "venues", "volunteers", "requests")
+            }
+            session.commit()
+        return Site(grid_code=grid_code, accounts=usernames, counts=counts), summary.as_dict()
+    finally:
+        database.engine.dispose()
+
+
+def submit_ticket(base: str, url: str, grid_code: str) -> str | None:
+    """Submit one request inside ``grid_code`` through the API; its ticket token."""
+    database = Database.from_url(url)
+    try:
+        with database.session() as session:
+            lon, lat = session.execute(
+                text(
+                    "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grids "
+                    "WHERE code = :c AND generation_high IS NULL) x"
+                ),
+                {"c": grid_code},
+            ).one()
+    finally:
+        database.engine.dispose()
+    body = json.dumps(
+        {"category": "housing", "text": "楼道灯坏了 (pages bench)", "lon": lon, "lat": lat}
+    ).encode()
+    req = urllib.request.Request(
+        f"{base}/api/v1/requests",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["ticket"]
+    except urllib.error.HTTPError as err:  # the ticket page is then left out, and said so
+        logger.error("could not submit the ticket request: %s %s", err.code, err.read()[:500])
+        return None
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _minqing_cli() -> list[str]:
+    script = Path(sys.executable).parent / "minqing"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "web.cli"]
+
+
+@contextmanager
+def app_server(url: str, workers: int = 2) -> Iterator[str]:
+    """``minqing serve`` on a free port over the scratch database; its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "MINQING_SECRET_KEY": secrets.token_hex(16),
+    }
+    cmd = [*_minqing_cli(), "serve", "--port", str(port), "--workers", str(workers)]
+    cmd += ["--escalate-every", "0"]
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_healthy(base, proc, log)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, log: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"minqing serve exited: {log.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"minqing serve did not answer /health within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug(format, *args)
+
+
+@contextmanager
+def static_server(directory: Path) -> Iterator[str]:
+    """A tiny threaded HTTP server for the baseline page; its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def build_baseline(url: str, directory: Path) -> dict[str, Any]:
+    """The district map with every grid, building and venue inlined as GeoJSON (folium's
+    plain way), Leaflet copied from node_modules; writes ``index.html``."""
+    import folium
+
+    from web.maps import FALLBACK_BOUNDS
+
+    database = Database.from_url(url)
+    try:
+        with database.session() as session:
+
+            def collection(sql: str) -> dict[str, Any]:
+                rows = session.execute(text(sql)).all()
+                return {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {"type": "Feature", "geometry": json.loads(g), "properties": dict(p)}
+                        for g, p in rows
+                    ],
+                }
+
+            grids = collection(
+                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', name, "
+                "'households', households) FROM grids WHERE generation_high IS NULL"
+            )
+            buildings = collection(
+                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', "
+                "coalesce(name, ''), 'levels', levels, 'households', households) FROM buildings"
+            )
+            venues = collection(
+                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('name', name, 'category', "
+                "category) FROM venues WHERE active"
+            )
+            ext = session.execute(
+                text(
+                    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                    "FROM (SELECT ST_Extent(geom) e FROM grids) x"
+                )
+            ).one()
+    finally:
+        database.engine.dispose()
+    bounds = ((ext[1], ext[0]), (ext[3], ext[2])) if ext[0] is not None else FALLBACK_BOUNDS
+    vendor = directory / "leaflet"
+    shutil.copytree(PROJECT_ROOT / "node_modules" / "leaflet" / "dist", vendor)
+    center = ((bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2)
+    m = folium.Map(location=center, zoom_start=14, tiles=None, control_scale=True)
+    m.default_js = [("leaflet", "leaflet/leaflet.js")]
+    m.default_css = [("leaflet_css", "leaflet/leaflet.css")]
+    folium.GeoJson(
+        grids,
+        name="grids",
+        style_function=lambda _f: {"color": "#c0392b", "weight": 2.5, "fill": False},
+        popup=folium.GeoJsonPopup(fields=["code", "name", "households"]),
+    ).add_to(m)
+    folium.GeoJson(
+        buildings,
+        name="buildings",
+        style_function=lambda _f: {
+            "color": "#555",
+            "weight": 1,
+            "fillColor": "#f0c27b",
+            "fillOpacity": 0.6,
+        },
+        popup=folium.GeoJsonPopup(fields=["code", "name", "levels", "households"]),
+    ).add_to(m)
+    if venues["features"]:
+        folium.GeoJson(
+            venues,
+            name="venues",
+            marker=folium.CircleMarker(radius=5, color="#2e7d32", weight=1, fill_opacity=0.85),
+            popup=folium.GeoJsonPopup(fields=["name", "category"]),
+        ).add_to(m)
+    folium.LayerControl().add_to(m)
+    m.fit_bounds([list(bounds[0]), list(bounds[1])])
+    html = m.get_root().render()
+    path = directory / "index.html"
+    path.write_text(html, encoding="utf-8")
+    (directory / "favicon.ico").write_bytes(b"")  # Chromium asks for one; a 404 is an error
+    return {
+        "baseline_html_bytes": path.stat().st_size,
+        "baseline_buildings": len(buildings["features"]),
+    }
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class PageSpec:
+    name: str
+    path: str
+    login: str | None = None  # account key in Site.accounts
+    base: str = "app"  # "app" or "baseline"
+
+
+@dataclass
+class Measurement:
+    page: str
+    viewport: str
+    url: str
+    status: int | None = None
+    first_render_ms: float | None = None
+    idle_ms: float | None = None
+    idle: bool = False
+    dcl_ms: float | None = None
+    load_ms: float | None = None
+    bytes: int = 0
+    requests: int = 0
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)
+    largest: list[tuple[int, str]] = field(default_factory=list)
+    slowest: list[tuple[int, int, str]] = field(default_factory=list)  # ms, started at, url
+    layers: dict[str, Any] = field(default_factory=dict)
+    zoom: float | None = None
+    console_errors: list[str] = field(default_factory=list)
+    foreign_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["largest"] = [[n, u] for n, u in self.largest]
+        d["slowest"] = [list(x) for x in self.slowest]
+        return d
+
+
+def _kind(url: str, rtype: str) -> str:
+    path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else url
+    if path.startswith("/tiles/"):
+        return "tiles"
+    if path.startswith("/api/") or rtype in ("Fetch", "XHR"):
+        return "api"
+    if rtype == "Document":
+        return "document"
+    return "assets"
+
+
+def measure_page(
+    browser: Any,
+    *,
+    url: str,
+    origin: str,
+    viewport: str,
+    page_name: str,
+    login: tuple[str, str] | None = None,
+    timeout_s: float = PAGE_TIMEOUT_S,
+) -> Measurement:
+    """Open ``url`` in a fresh context (cold cache) and measure it (see the module doc)."""
+    out = Measurement(page=page_name, viewport=viewport, url=url)
+    ctx = browser.new_context(viewport=VIEWPORTS[viewport], locale="zh-CN")
+    try:
+        if login:
+            resp = ctx.request.post(
+                f"{origin}/login",
+                form={"username": login[0], "password": login[1]},
+                max_redirects=0,
+            )
+            if resp.status not in (302, 303):
+                raise RuntimeError(f"login as {login[0]} failed: HTTP {resp.status}")
+        ctx.add_init_script(HOOK_JS)
+        page = ctx.new_page()
+        inflight: set[Any] = set()
+
+        def on_request(req: Any) -> None:
+            u = req.url
+            if u.startswith(("data:", "blob:")):
+                return
+            if not u.startswith(origin + "/") and u != origin:
+                out.foreign_requests.append(u)
+            inflight.add(req)
+
+        def on_done(req: Any) -> None:
+            inflight.discard(req)
+
+        def on_failed(req: Any) -> None:
+            inflight.discard(req)
+            if req.url.startswith(origin):
+                out.failed_requests.append(f"{req.url} ({req.failure})")
+
+        def on_response(resp: Any) -> None:
+            if resp.status >= 400:
+                out.failed_requests.append(f"{resp.url} (HTTP {resp.status})")
+
+        page.on("request", on_request)
+        page.on("response", on_response)
+        page.on("requestfinished", on_done)
+        page.on("requestfailed", on_failed)
+        page.on(
+            "console",
+            lambda msg: out.console_errors.append(msg.text) if msg.type == "error" else None,
+        )
+        page.on("pageerror", lambda exc: out.console_errors.append(str(exc)))
+        page.on("dialog", lambda d: d.dismiss())
+
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Network.enable")
+        types: dict[str, tuple[str, str]] = {}
+        sizes: list[tuple[int, str, str]] = []
+
+        def on_cdp_response(ev: dict[str, Any]) -> None:
+            types[ev["requestId"]] = (ev["response"]["url"], ev.get("type", ""))
+
+        def on_finished(ev: dict[str, Any]) -> None:
+            u, rtype = types.get(ev["requestId"], ("?", ""))
+            sizes.append((int(ev["encodedDataLength"]), u, rtype))
+
+        cdp.on("Network.responseReceived", on_cdp_response)
+        cdp.on("Network.loadingFinished", on_finished)
+
+        response = page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+        out.status = response.status if response else None
+        deadline = time.monotonic() + timeout_s
+        probe: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+            probe = page.evaluate(PROBE_JS)
+            ready_at = probe["readyAt"]
+            if ready_at is None or inflight:
+                continue
+            settled = max(ready_at, probe["lastNet"])
+            if probe["now"] - settled >= QUIET_MS:
+                out.idle = True
+                out.idle_ms = round(settled, 1)
+                break
+        out.first_render_ms = _ms(probe.get("fcp") or probe.get("fp"))
+        out.dcl_ms = _ms(probe.get("dcl"))
+        out.load_ms = _ms(probe.get("load"))
+        out.layers = probe.get("layers", {})
+        out.zoom = probe.get("zoom")
+        out.slowest = [tuple(x) for x in probe.get("slowest", [])]
+        out.console_errors += [f"Minqing.state.errors: {e}" for e in probe.get("errors", [])]
+        page.wait_for_timeout(50)  # let the last CDP events arrive
+        out.requests = len(sizes)
+        out.bytes = sum(n for n, _, _ in sizes)
+        for n, u, rtype in sizes:
+            k = _kind(u, rtype)
+            out.bytes_by_kind[k] = out.bytes_by_kind.get(k, 0) + n
+        out.largest = [(n, u.replace(origin, "")) for n, u, _ in sorted(sizes, reverse=True)[:3]]
+        cdp.detach()
+    finally:
+        ctx.close()
+    return out
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None or v <= 0 else round(float(v), 1)
+
+
+def median_measurement(runs: list[Measurement]) -> Measurement:
+    """The run with the median time to idle (its other figures kept together)."""
+    ok = [r for r in runs if r.idle] or runs
+    ok.sort(key=lambda r: r.idle_ms if r.idle_ms is not None else float("inf"))
+    pick = ok[len(ok) // 2]
+    if len(runs) > 1:
+        pick.console_errors = sorted({e for r in runs for e in r.console_errors})
+        pick.foreign_requests = sorted({u for r in runs for u in r.foreign_requests})
+        pick.idle = all(r.idle for r in runs)
+    return pick
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f} ms"
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def verdict(m: Measurement) -> str:
+    miss = []
+    if not m.idle or m.idle_ms is None or m.idle_ms > TARGET_IDLE_MS:
+        miss.append("idle")
+    if m.bytes > TARGET_BYTES:
+        miss.append("bytes")
+    return "ok" if not miss else "MISS " + "+".join(miss)
+
+
+def table(rows: list[Measurement]) -> list[str]:
+    head = (
+        "| page | viewport | zoom | first render | map idle | bytes | requests | "
+        "api / tiles / assets | vs targets |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for m in rows:
+        kinds = m.bytes_by_kind
+        split = " / ".join(
+            _fmt_bytes(kinds.get(k, 0)) for k in ("api", "tiles", "assets")
+        )  # fmt: skip
+        idle = _fmt_ms(m.idle_ms) if m.idle else "not idle"
+        zoom = "—" if m.zoom is None else f"{m.zoom:g}"
+        lines.append(
+            f"| {m.page} | {m.viewport} | {zoom} | {_fmt_ms(m.first_render_ms)} | {idle} | "
+            f"{_fmt_bytes(m.bytes)} | {m.requests} | {split} | {verdict(m)} |"
+        )
+    return lines
+
+
+def explain(m: Measurement) -> str | None:
+    """One line saying why a page missed a target (its biggest downloads and layers)."""
+    if verdict(m) == "ok":
+        return None
+    layers = ", ".join(
+        f"{k} {v['count'] or v['tiles']}{' tiles' if v['tiles'] else ''}"
+        for k, v in m.layers.items()
+    )
+    big = ", ".join(f"{u} {_fmt_bytes(n)}" for n, u in m.largest)
+    slow = ", ".join(f"{u} {ms} ms (from {t0} ms)" for ms, t0, u in m.slowest)
+    return (
+        f"- {m.page} @ {m.viewport} ({verdict(m)}): layers {layers or '—'}; "
+        f"largest {big}; slowest {slow}"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def pages(site: Site) -> list[PageSpec]:
+    g = site.grid_code
+    specs = [
+        PageSpec("district", "/"),
+        PageSpec("resident", "/r"),
+        PageSpec("resident_grid", f"/r?grid={g}"),
+        PageSpec("service_card", f"/grids/{g}/card"),
+    ]
+    if site.ticket:
+        specs.append(PageSpec("ticket", f"/t/{site.ticket}"))
+    specs.append(PageSpec("leader", "/leader", login="leader"))
+    if "volunteer" in site.accounts:
+        specs.append(PageSpec("volunteer", "/v", login="volunteer"))
+    specs += [
+        PageSpec("staff_inbox", "/staff", login="staff"),
+        PageSpec("staff_dashboard", "/staff/dashboard", login="staff"),
+        PageSpec("planner", "/planner", login="planner"),
+        PageSpec("baseline_inlined", "/index.html", base="baseline"),
+    ]
+    return specs
+
+
+def _registered(base: str, path: str, login: tuple[str, str] | None, browser: Any) -> bool:
+    ctx = browser.new_context()
+    try:
+        if login:
+            ctx.request.post(
+                f"{base}/login",
+                form={"username": login[0], "password": login[1]},
+                max_redirects=0,
+            )
+        return ctx.request.get(f"{base}{path}").status != 404
+    finally:
+        ctx.close()
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Measurement], list[str]]:
+    from playwright.sync_api import sync_playwright
+
+    sizes = dict(QUICK if args.quick else FULL)
+    for k in ("buildings", "grids", "repeats"):
+        if getattr(args, k):
+            sizes[k] = getattr(args, k)
+    mode = "quick" if args.quick else "full"
+    figures: dict[str, Any] = {"bench": "pages", "mode": mode, **sizes, "seed": args.seed}
+    notes: list[str] = []
+    results: list[Measurement] = []
+    with (
+        Timer() as total,
+        scratch_database("minqing_bench_pages") as url,
+        tempfile.TemporaryDirectory(prefix="minqing-baseline-") as tmp,
+    ):
+        figures["server"] = server_version(url)
+        with Timer() as t:
+            site, summary = build_district(url, sizes, args.seed)
+        figures["district_write_s"] = round(t.s, 1)
+        figures["counts"] = site.counts
+        with Timer() as t:
+            figures.update(build_baseline(url, Path(tmp)))
+        figures["baseline_build_s"] = round(t.s, 1)
+        with (
+            app_server(url, workers=2) as base,
+            static_server(Path(tmp)) as baseline_base,
+            sync_playwright() as pw,
+        ):
+            site.ticket = submit_ticket(base, url, site.grid_code)
+            if site.ticket is None:
+                notes.append("the ticket page was left out: submitting its request failed")
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                for spec in pages(site):
+                    origin = base if spec.base == "app" else baseline_base
+                    login = (site.accounts[spec.login], PASSWORD) if spec.login else None
+                    if spec.name == "planner" and not _registered(base, spec.path, login, browser):
+                        notes.append("/planner is not registered in this app: left out")
+                        continue
+                    # untimed loads warm the server (each worker's imports and caches)
+                    for _ in range(sizes["warmups"] if spec.base == "app" else 0):
+                        measure_page(
+                            browser,
+                            url=origin + spec.path,
+                            origin=origin,
+                            viewport="desktop",
+                            page_name=spec.name,
+                            login=login,
+                        )
+                    for viewport in VIEWPORTS:
+                        runs = [
+                            measure_page(
+                                browser,
+                                url=origin + spec.path,
+                                origin=origin,
+                                viewport=viewport,
+                                page_name=spec.name,
+                                login=login,
+                            )
+                            for _ in range(sizes["repeats"])
+                        ]
+                        m = median_measurement(runs)
+                        results.append(m)
+                        logger.info(
+                            "%s @ %s: idle %s ms, %s bytes", m.page, viewport, m.idle_ms, m.bytes
+                        )
+            finally:
+                browser.close()
+    figures["total_s"] = round(total.s, 1)
+    figures["synthetic_timings_s"] = summary.get("timings_s", {})
+    return figures, results, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pages_bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="5k buildings, one repeat")
+    parser.add_argument("--buildings", type=int, help="number of synthetic buildings")
+    parser.add_argument("--grids", type=int, help="number of synthetic grids")
+    parser.add_argument("--repeats", type=int, help="loads per page and viewport (median)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if not Path(CHROMIUM).exists():
+        emit(f"{CHROMIUM} is missing: ./run.sh installs Debian's chromium")
+        return 2
+
+    figures, results, notes = run(args)
+    host = machine()
+    app_rows = [m for m in results if m.page != "baseline_inlined"]
+    base_rows = [m for m in results if m.page == "baseline_inlined"]
+    figures["pages"] = [m.as_dict() for m in results]
+    figures["all_idle"] = all(m.idle for m in results)
+    figures["foreign_requests"] = sum(len(m.foreign_requests) for m in results)
+    figures["console_errors"] = sum(len(m.console_errors) for m in results)
+    figures["http_errors"] = sum(sum("(HTTP " in f for f in m.failed_requests) for m in results)
+    figures["targets_met"] = all(verdict(m) == "ok" for m in app_rows)
+    figures["misses"] = [f"{m.page}@{m.viewport}: {verdict(m)}" for m in app_rows if verdict(m) != "ok"]  # fmt: skip
+    figures["load_1m"] = host["load_1m"]
+
+    counts = figures["counts"]
+    emit(
+        f"pages bench ({figures['mode']}): {counts['grids']:,} grids, "
+        f"{counts['buildings']:,} buildings, {counts['venues']:,} venues, "
+        f"{counts['volunteers']:,} volunteers, {counts['requests']:,} requests"
+    )
+    emit(
+        f"targets: map idle ≤ {TARGET_IDLE_MS:,} ms, first load ≤ {TARGET_BYTES / 1e6:.0f} MB; "
+        f"{figures['repeats']} load(s) per page and viewport, median"
+    )
+    rows = table(app_rows + base_rows)
+    for line in rows:
+        emit(line)
+    why = [w for w in (explain(m) for m in app_rows) if w]
+    for line in why:
+        emit(line)
+    for m in results:
+        for e in m.console_errors[:3]:
+            emit(f"console error on {m.page} @ {m.viewport}: {e[:200]}")
+        for u in m.foreign_requests[:3]:
+            emit(f"foreign request from {m.page} @ {m.viewport}: {u}")
+        for u in [f for f in m.failed_requests if "(HTTP " in f][:3]:
+            emit(f"HTTP error on {m.page} @ {m.viewport}: {u}")
+    for n in notes:
+        emit(f"note: {n}")
+
+    lines = [
+        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
+        f"Python {host['python']}, {figures['server']}, Chromium headless (Debian), "
+        "app under `minqing serve --workers 2`",
+        f"- district: {counts['grids']:,} grids, {counts['buildings']:,} buildings, "
+        f"{counts['venues']:,} venues, {counts['volunteers']:,} volunteers, "
+        f"{counts['requests']:,} requests (seed {figures['seed']}); baseline page "
+        f"{figures['baseline_html_bytes'] / 1e6:.1f} MB of HTML with "
+        f"{figures['baseline_buildings']:,} buildings inlined",
+        f"- targets: map idle ≤ {TARGET_IDLE_MS:,} ms, first load ≤ {TARGET_BYTES / 1e6:.0f} MB "
+        f"(cold cache; {figures['repeats']} load(s) per cell, median); "
+        f"met by every page: {'yes' if figures['targets_met'] else 'no'}",
+        "",
+        *rows,
+        "",
+        *why,
+        *[f"- note: {n}" for n in notes],
+        f"- foreign requests: {figures['foreign_requests']}; console errors: "
+        f"{figures['console_errors']}; total run {figures['total_s']} s",
+        "- figures: `"
+        + json.dumps(
+            {k: v for k, v in figures.items() if k != "pages"}
+            | {
+                "cells": {
+                    f"{m.page}@{m.viewport}": [m.first_render_ms, m.idle_ms, m.bytes]
+                    for m in results
+                }
+            },
+            ensure_ascii=False,
+        )
+        + "`",
+    ]
+    path = append_results(f"pages bench ({figures['mode']})", lines)
+    emit(f"results appended to {path}")
+    final_json(figures)
+    ok = figures["all_idle"] and not figures["foreign_requests"] and not figures["console_errors"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
