@@ -1,3 +1,6 @@
+"""Reading requests: filters of GET /api/v1/requests."""
+
+from __future__ import annotations
 
 
 def test_list_filters_by_owner_level(client, session) -> None:
