@@ -19,6 +19,10 @@
     compareB: { color: "#c0392b", weight: 2, fillColor: "#c0392b", fillOpacity: 0.08 },
   };
 
+  // finding codes whose geometry is the whole grid
+  var GRID_WIDE = { households_out_of_range: 1, non_contiguous: 1, code_missing: 1,
+                    code_duplicate: 1, code_malformed: 1 };
+
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -94,6 +98,14 @@
           L.DomEvent.stopPropagation(ev);
           focusFinding(feature.properties._index, false);
         });
+      },
+    }).addTo(map);
+    // findings about a whole grid are outlined, not filled, and let clicks through to the grid
+    var gridFindingLayer = L.geoJSON(null, {
+      pmIgnore: true, interactive: false,
+      style: function (f) {
+        var base = f.properties.severity === "blocking" ? STYLE.blocking : STYLE.warning;
+        return Object.assign({}, base, { fill: false, weight: 4, dashArray: "2 6" });
       },
     }).addTo(map);
     var movedLayer = L.layerGroup().addTo(map);
@@ -201,6 +213,7 @@
       var list = byId("mq-findings");
       list.textContent = "";
       findingLayer.clearLayers();
+      gridFindingLayer.clearLayers();
       focusLayer.clearLayers();
       st.focus = null;
       var feats = v.findings.features;
@@ -219,7 +232,7 @@
           if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); focusFinding(i, true); }
         });
         list.appendChild(li);
-        if (f.geometry) findingLayer.addData(f);
+        if (f.geometry) (GRID_WIDE[f.properties.code] ? gridFindingLayer : findingLayer).addData(f);
       });
       findingLayer.bringToFront();
     }
@@ -264,9 +277,14 @@
     function loadLive() {
       if (!st.community) return;
       var url = u(urls.generation_grids, st.generation) + "?community=" + encodeURIComponent(st.community);
+      var seq = (st.liveSeq = (st.liveSeq || 0) + 1);
       api("GET", url).then(function (res) {
+        if (seq !== st.liveSeq) return;
         liveLayer.clearLayers();
-        if (res[0] === 200) liveLayer.addData(res[1]);
+        if (res[0] === 200) {
+          liveLayer.addData(res[1]);
+          st.live = { generation: res[1].generation, grids: res[1].features.length };
+        }
         else fail(res);
       });
     }
