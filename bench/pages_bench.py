@@ -597,7 +597,8 @@ def measure_page(
             ready_at = probe["readyAt"]
             if ready_at is None or inflight:
                 continue
-            settled = max(ready_at, probe["lastNet"])
+            # never before the first paint: a map is not idle before anything is drawn
+            settled = max(ready_at, probe["lastNet"], probe["fcp"] or 0)
             if probe["now"] - settled >= QUIET_MS:
                 out.idle = True
                 out.idle_ms = round(settled, 1)
