@@ -62,5 +62,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         planner.bp,
     ):
         app.register_blueprint(bp)
+    from web import bench_floor
+
+    if bench_floor.enabled():  # bench-only route, never in production (MINQING_BENCH_FLOOR=1)
+        bench_floor.register(app)
     register_error_handlers(app)
     return app

@@ -497,6 +497,41 @@ def import_network_cmd(
     _echo_report(report, as_json)
 
 
+@import_group.command("requests")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@click.option("--lon-col", default=None, help="CSV longitude column (found by name if absent).")
+@click.option("--lat-col", default=None, help="CSV latitude column (found by name if absent).")
+@click.option("--strict", is_flag=True, help="Refuse the whole file if any row cannot be imported.")
+@_json_option
+@pass_ctx
+def import_requests_cmd(
+    c: Context,
+    path: Path,
+    crs: str | None,
+    lon_col: str | None,
+    lat_col: str | None,
+    strict: bool,
+    as_json: bool,
+) -> None:
+    """Historical requests (CSV / GeoJSON: lon, lat, category, text, created_at[, status,
+    resolved_at, closed_at, rating]) with their events, in one transaction; re-runs skip the
+    rows already imported."""
+    from layers.importers.requests_bulk import import_requests
+
+    report = _run_service(
+        c,
+        import_requests,
+        path=path,
+        crs=crs,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        tz=c.settings.timezone,
+        strict=strict,
+    )
+    _echo_report(report, as_json)
+
+
 def project_root() -> Path:
     return PROJECT_ROOT
 

@@ -1,0 +1,702 @@
+"""Intake bench: open-loop POST /api/v1/requests against gunicorn, vs a floor; bulk import.
+
+``python -m bench.intake_bench [--quick]`` in a scratch database (on ``DATABASE_URL`` or the
+embedded server; dropped afterwards), default durability:
+
+1. writes the synthetic district (``data.synthetic.generate_district``: 600 grids, 50k
+   buildings, 100k volunteers, 1M historical requests, a ≥ 100k-edge walking network;
+   ``--quick``: a small one) and takes ``GAP_GRIDS`` grids out of the live generation, so a
+   few points fall in a community but in no grid (community triage);
+2. starts ``minqing serve --workers 2 --escalate-every 0`` on a free loopback port with the
+   intake rate limit lifted and the bench-only floor endpoint on (``MINQING_BENCH_FLOOR=1``,
+   ``web/bench_floor.py``: one ST_Covers, one INSERT, commit);
+3. in a separate process, an open-loop load generator (threads, ``http.client``) sends POSTs
+   at a fixed rate: a warm-up, then the measured window; latency runs from each request's
+   SCHEDULED send time (no coordinated omission). The same load then goes to the floor;
+4. every 201 is checked against an independent assignment of its point (``geo.assign``
+   over the live grids read from the database; community polygons for triage): its grid
+   code must equal it; a point outside every community must get 422
+   ``outside_jurisdiction`` (counted separately, not an error);
+5. bulk: writes a CSV of historical requests (1M; ``--quick``: 20k) and times
+   ``layers.importers.requests_bulk.import_requests`` on top of the existing rows, then
+   re-imports it (must insert nothing).
+
+Prints req/s, p50 / p99, errors, mismatches and the ratios to the floor; appends a dated
+section to ``bench/RESULTS.md`` (``MINQING_BENCH_RESULTS`` overrides); the last stdout line is
+one JSON object. Target: 300 req/s sustained, p99 ≤ 50 ms, zero errors and mismatches; bulk
+≥ 100,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import text
+
+from bench.common import (
+    Timer,
+    append_results,
+    emit,
+    figure,
+    final_json,
+    machine,
+    scratch_database,
+    server_version,
+)
+from data.catalogues import request_categories
+from data.synthetic import current_generation, generate_district, live_grids
+from geo.assign import GridIndex
+from layers.config import PROJECT_ROOT
+from layers.db import Database
+
+logger = logging.getLogger(__name__)
+
+TARGET_RATE = 300.0
+TARGET_P99_MS = 50.0
+TARGET_BULK_ROWS_PER_S = 100_000
+FULL: dict[str, Any] = {
+    "grids": 600,
+    "buildings": 50_000,
+    "volunteers": 100_000,
+    "requests": 1_000_000,
+    "network_edges_min": 100_000,
+    "rate": 300.0,
+    "warmup_s": 10.0,
+    "duration_s": 60.0,
+    "threads": 64,
+    "bulk_rows": 1_000_000,
+}
+QUICK: dict[str, Any] = {
+    "grids": 48,
+    "buildings": 2_000,
+    "volunteers": 4_000,
+    "requests": 20_000,
+    "network_edges_min": 3_000,
+    "rate": 40.0,
+    "warmup_s": 3.0,
+    "duration_s": 8.0,
+    "threads": 16,
+    "bulk_rows": 20_000,
+}
+GAP_GRIDS = 2  # grids taken out of the live generation: their points go to community triage
+TRIAGE_SHARE = 0.02
+OUTSIDE_SHARE = 0.02
+TEXTS = ["楼道灯坏了好几天", "屋顶漏水需要维修", "独居老人需要定期探访", "<b>门禁</b>坏了 & 急"]
+FIGURES_TAG = "figures: "
+
+
+# --------------------------------------------------------------------------- the district
+
+
+def build_district(url: str, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Write the synthetic district, open ``GAP_GRIDS`` gaps, and return what the checks need:
+    live grid geometries and codes, community geometries, and the gap grids."""
+    database = Database.from_url(url)
+    try:
+        with database.session() as s:
+            with Timer() as t:
+                summary = generate_district(
+                    session=s,
+                    grids=sizes["grids"],
+                    buildings=sizes["buildings"],
+                    volunteers=sizes["volunteers"],
+                    requests=sizes["requests"],
+                    network_edges_min=sizes["network_edges_min"],
+                    seed=seed,
+                )
+                s.commit()
+            rng = np.random.default_rng([seed, 7])
+            live = live_grids(s)
+            gap_idx = rng.choice(len(live), size=min(GAP_GRIDS, len(live) - 1), replace=False)
+            gap_ids = [int(i) for i in live["id"].to_numpy()[gap_idx]]
+            # a new generation without them, as a publish that removes two grids would be
+            gen = current_generation(s) + 1
+            s.execute(
+                text("INSERT INTO generations (id, summary) VALUES (:g, CAST(:summary AS jsonb))"),
+                {"g": gen, "summary": json.dumps({"source": "intake bench", "gaps": gap_ids})},
+            )
+            s.execute(
+                text("UPDATE grids SET generation_high = :g WHERE id = ANY(:ids)"),
+                {"g": gen, "ids": gap_ids},
+            )
+            s.commit()
+            fixed = normalise_availability(s)
+            s.commit()
+            s.execute(text("ANALYZE"))
+            live = live_grids(s)
+            comm = s.execute(
+                text(
+                    "SELECT code, ST_AsBinary(geom) FROM areas WHERE level = 'community' "
+                    "ORDER BY code"
+                )
+            ).all()
+            gaps = s.execute(
+                text("SELECT ST_AsBinary(geom) FROM grids WHERE id = ANY(:ids)"), {"ids": gap_ids}
+            ).all()
+        return {
+            "generate_s": round(t.s, 1),
+            "summary": summary,
+            "grid_geoms": live["geometry"].to_numpy(),
+            "grid_codes": live["code"].to_numpy().astype(str),
+            "community_geoms": shapely.from_wkb([bytes(r[1]) for r in comm]),
+            "community_codes": np.array([r[0] for r in comm]),
+            "gap_geoms": shapely.from_wkb([bytes(r[0]) for r in gaps]),
+            "availability_fixed": fixed,
+        }
+    finally:
+        database.engine.dispose()
+
+
+def normalise_availability(session: Any) -> int:
+    """Rewrite ``[["18:30", "21:00"]]`` windows as ``"18:30-21:00"``, the form the pipeline
+    reads (``layers.volunteers.service``); the synthetic generator writes the pair form, which
+    makes every offer fail with 400 ``invalid_availability``. Returns the rows rewritten."""
+    return session.execute(
+        text(
+            """
+            UPDATE volunteers v SET availability = (
+              SELECT jsonb_object_agg(d.day, (
+                SELECT coalesce(jsonb_agg(CASE jsonb_typeof(w) WHEN 'array'
+                         THEN to_jsonb((w ->> 0) || '-' || (w ->> 1)) ELSE w END), '[]'::jsonb)
+                FROM jsonb_array_elements(d.windows) w))
+              FROM jsonb_each(v.availability) AS d(day, windows))
+            WHERE jsonb_typeof(v.availability) = 'object' AND v.availability <> '{}'::jsonb
+              AND jsonb_path_exists(v.availability, 'strict $.*[*] ? (@.type() == "array")')
+            """
+        )
+    ).rowcount
+
+
+def bench_points(district: dict[str, Any], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) of ``n`` points: most uniform in the grids' box, ``TRIAGE_SHARE`` in the gap
+    grids, ``OUTSIDE_SHARE`` beyond the district (~10 % of its size away)."""
+    rng = np.random.default_rng([seed, 11])
+    geoms = district["grid_geoms"]
+    x0, y0, x1, y1 = shapely.total_bounds(geoms)
+    n_gap = round(n * TRIAGE_SHARE)
+    n_out = round(n * OUTSIDE_SHARE)
+    n_box = n - n_gap - n_out
+    box = rng.uniform((x0, y0), (x1, y1), size=(n_box, 2))
+    gap_xy: list[np.ndarray] = []
+    got = 0
+    gx0, gy0, gx1, gy1 = shapely.total_bounds(district["gap_geoms"])
+    gap_union = shapely.union_all(district["gap_geoms"])
+    while got < n_gap:
+        xy = rng.uniform((gx0, gy0), (gx1, gy1), size=(4 * n_gap + 16, 2))
+        xy = xy[shapely.contains_xy(gap_union, xy[:, 0], xy[:, 1])][: n_gap - got]
+        gap_xy.append(xy)
+        got += len(xy)
+    w, h = x1 - x0, y1 - y0
+    side = rng.integers(4, size=n_out)
+    t = rng.uniform(0, 1, size=n_out)
+    out = np.column_stack(
+        [
+            np.where(side < 2, x0 + t * w, np.where(side == 2, x0 - 0.1 * w, x1 + 0.1 * w)),
+            np.where(side == 0, y0 - 0.1 * h, np.where(side == 1, y1 + 0.1 * h, y0 + t * h)),
+        ]
+    )
+    xy = np.concatenate([box, *gap_xy, out])[rng.permutation(n)]
+    return xy[:, 0], xy[:, 1]
+
+
+def expected_outcome(district: dict[str, Any], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Per point: the grid code it must get, "" for community triage, None for 422."""
+    grids = GridIndex(district["grid_geoms"], district["grid_codes"])
+    hit = grids.assign(lon, lat)
+    comms = GridIndex(district["community_geoms"], district["community_codes"])
+    in_comm = comms.assign(lon, lat) >= 0
+    out = np.full(len(lon), None, dtype=object)
+    out[in_comm] = ""
+    out[hit >= 0] = district["grid_codes"][hit[hit >= 0]]
+    return out
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(url: str, workers: int, log_path: Path) -> Iterator[int]:
+    """``minqing serve`` on a free loopback port (rate limit lifted, floor endpoint on)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "MINQING_INTAKE_RATE_LIMIT": "1000000000/1",
+        "MINQING_BENCH_FLOOR": "1",
+        "MINQING_SECRET_KEY": os.environ.get("MINQING_SECRET_KEY", "bench-" + os.urandom(8).hex()),
+    }
+    cmd = [sys.executable, "-m", "web.cli", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers), "--escalate-every", "0"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer /health in 120 s; see {log_path}")
+            time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+def _load_worker(args: dict[str, Any], conn_out: Any) -> None:
+    """Child process: open-loop sender; sends back per-request (scheduled offset s, latency s,
+    send lag s, HTTP status or -1, grid code / error code)."""
+    bodies: list[bytes] = args["bodies"]
+    rate, path, port = args["rate"], args["path"], args["port"]
+    n = len(bodies)
+    sched = np.full(n, np.nan)
+    latency = np.full(n, np.nan)
+    lag = np.full(n, np.nan)
+    status = np.zeros(n, dtype=np.int32)
+    answer: list[str | None] = [None] * n
+    next_i = [0]
+    lock = threading.Lock()
+    headers = {"Content-Type": "application/json", "Accept-Language": "en"}
+    t0 = time.perf_counter() + 0.2
+
+    def sender() -> None:
+        conn: http.client.HTTPConnection | None = None
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= n:
+                break
+            due = t0 + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            sent = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("POST", path, bodies[i], headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                code = resp.status
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+                doc = json.loads(data) if data else {}
+                if code == 201:
+                    answer[i] = (doc.get("grid") or {}).get("code") or ""
+                else:
+                    answer[i] = (doc.get("error") or {}).get("code")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                code = -1
+                answer[i] = type(exc).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
+            done = time.perf_counter()
+            sched[i] = due - t0
+            latency[i] = done - due
+            lag[i] = sent - due
+            status[i] = code
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(args["threads"])]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    conn_out.send(
+        {"sched": sched, "latency": latency, "lag": lag, "status": status, "answer": answer}
+    )
+    conn_out.close()
+
+
+def run_load(
+    port: int, path: str, bodies: list[bytes], *, rate: float, threads: int
+) -> dict[str, Any]:
+    """Run the load generator in a separate process and collect its per-request records."""
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    args = {"bodies": bodies, "rate": rate, "path": path, "port": port, "threads": threads}
+    proc = ctx.Process(target=_load_worker, args=(args, send), daemon=True)
+    proc.start()
+    send.close()
+    result = recv.recv()
+    proc.join(timeout=30)
+    return result
+
+
+def summarise(
+    result: dict[str, Any], expected: np.ndarray, *, warmup_s: float, rate: float
+) -> dict[str, Any]:
+    """Figures of the measured window (scheduled at or after the warm-up)."""
+    sched, latency, status = result["sched"], result["latency"], result["status"]
+    answer = np.array(result["answer"], dtype=object)
+    measured = sched >= warmup_s - 1e-9
+    st, lat_s, ans, exp = status[measured], latency[measured], answer[measured], expected[measured]
+    created = st == 201
+    refused = (st == 422) & (ans == "outside_jurisdiction")
+    expected_outside = np.array([e is None for e in exp])
+    mismatches = int(
+        (created & (expected_outside | (ans != np.where(expected_outside, "", exp)))).sum()
+        + (refused & ~expected_outside).sum()
+    )
+    answered = created | refused
+    errors = int((~answered).sum())
+    done_at = sched[measured] + lat_s
+    window = float(done_at.max() - sched[measured].min()) if measured.any() else 0.0
+    ms = lat_s[answered] * 1000.0
+    lag_ms = result["lag"][measured] * 1000.0
+    return {
+        "sent": int(measured.sum()),
+        "created": int(created.sum()),
+        "triage": int((created & (ans == "")).sum()),
+        "outside_422": int(refused.sum()),
+        "errors": errors,
+        "error_kinds": {
+            str(k): int(v)
+            for k, v in zip(
+                *np.unique(
+                    np.array(
+                        [f"{s}:{a}" for s, a in zip(st[~answered], ans[~answered], strict=True)]
+                    ),
+                    return_counts=True,
+                ),
+                strict=True,
+            )
+        },
+        "mismatches": mismatches,
+        "achieved_rps": round(int(answered.sum()) / window, 1) if window else 0.0,
+        "offered_rps": rate,
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "p90_ms": round(float(np.percentile(ms, 90)), 2) if len(ms) else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+        "max_send_lag_ms": round(float(np.nanmax(lag_ms)), 2) if len(lag_ms) else None,
+    }
+
+
+def make_bodies(lon: np.ndarray, lat: np.ndarray, seed: int) -> tuple[list[bytes], list[bytes]]:
+    """(intake bodies, floor bodies) for the same points."""
+    rng = np.random.default_rng([seed, 12])
+    cats = [c.code for c in request_categories()]
+    cat = rng.integers(len(cats), size=len(lon))
+    txt = rng.integers(len(TEXTS), size=len(lon))
+    intake = [
+        json.dumps(
+            {"lon": float(x), "lat": float(y), "category": cats[c], "text": TEXTS[t]},
+            ensure_ascii=False,
+        ).encode()
+        for x, y, c, t in zip(lon, lat, cat, txt, strict=True)
+    ]
+    floor = [
+        json.dumps({"lon": float(x), "lat": float(y)}).encode()
+        for x, y in zip(lon, lat, strict=True)
+    ]
+    return intake, floor
+
+
+def load_bench(
+    url: str, district: dict[str, Any], sizes: dict[str, Any], seed: int, log_dir: Path
+) -> dict[str, Any]:
+    """Intake and floor under the same open-loop load, in the same gunicorn."""
+    rate, warm, dur = sizes["rate"], sizes["warmup_s"], sizes["duration_s"]
+    n = round(rate * (warm + dur))
+    lon, lat = bench_points(district, n, seed)
+    expected = expected_outcome(district, lon, lat)
+    intake_bodies, floor_bodies = make_bodies(lon, lat, seed)
+    out: dict[str, Any] = {}
+    with gunicorn(url, 2, log_dir / "gunicorn.log") as port:
+        res = run_load(port, "/api/v1/requests", intake_bodies, rate=rate, threads=sizes["threads"])
+        out["intake"] = summarise(res, expected, warmup_s=warm, rate=rate)
+        res = run_load(port, "/bench/floor", floor_bodies, rate=rate, threads=sizes["threads"])
+        floor_expected = np.array([e if e is not None else "" for e in expected], dtype=object)
+        floor = summarise(res, floor_expected, warmup_s=warm, rate=rate)
+        out["floor"] = floor
+    database = Database.from_url(url)
+    try:
+        with database.session() as s:
+            out["distance_methods"] = dict(
+                s.execute(
+                    text(
+                        "SELECT distance_method, count(DISTINCT request_id) FROM request_offers "
+                        "GROUP BY 1"
+                    )
+                ).all()
+            )
+            out["offered_share"] = round(
+                float(
+                    s.scalar(
+                        text(
+                            "SELECT avg((EXISTS (SELECT 1 FROM request_offers o "
+                            "WHERE o.request_id = r.id))::int) FROM requests r "
+                            "WHERE r.source = 'api' AND r.grid_id IS NOT NULL"
+                        )
+                    )
+                    or 0.0
+                ),
+                3,
+            )
+    finally:
+        database.engine.dispose()
+    return out
+
+
+# --------------------------------------------------------------------------- bulk import
+
+
+def write_bulk_csv(district: dict[str, Any], n: int, seed: int, path: Path) -> None:
+    """``n`` historical requests in the district: closed / open / rejected / withdrawn /
+    resolved, 70 % of the closed ones rated, times over the past year (+08:00)."""
+    rng = np.random.default_rng([seed, 21])
+    x0, y0, x1, y1 = shapely.total_bounds(district["grid_geoms"])
+    union = shapely.union_all(district["community_geoms"])
+    shapely.prepare(union)
+    pts: list[np.ndarray] = []
+    got = 0
+    while got < n:
+        xy = rng.uniform((x0, y0), (x1, y1), size=(n - got + 1000, 2))
+        xy = xy[shapely.contains_xy(union, xy[:, 0], xy[:, 1])][: n - got]
+        pts.append(xy)
+        got += len(xy)
+    xy = np.concatenate(pts)
+    cats = np.array([c.code for c in request_categories()])
+    now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "s")
+    created = now - rng.integers(16 * 86400, 365 * 86400, n).astype("timedelta64[s]")
+    status = rng.choice(
+        np.array(["closed", "open", "rejected", "withdrawn", "resolved"]),
+        size=n,
+        p=[0.85, 0.07, 0.03, 0.03, 0.02],
+    )
+    resolved = created + rng.integers(3600, 5 * 86400, n).astype("timedelta64[s]")
+    closed = resolved + rng.integers(600, 7 * 86400, n).astype("timedelta64[s]")
+    local = np.timedelta64(8 * 3600, "s")
+
+    def stamp(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        s = np.char.add(np.datetime_as_string(values + local, unit="s"), "+08:00")
+        return np.where(mask, s, "")
+
+    done = np.isin(status, ["closed", "resolved"])
+    ended = np.isin(status, ["closed", "rejected", "withdrawn"])
+    rated = (status == "closed") & (rng.random(n) < 0.7)
+    frame = pd.DataFrame(
+        {
+            "lon": xy[:, 0],
+            "lat": xy[:, 1],
+            "category": rng.choice(cats, size=n),
+            "text": np.array(TEXTS, dtype=object)[rng.integers(len(TEXTS), size=n)],
+            "created_at": stamp(created, np.ones(n, dtype=bool)),
+            "status": status,
+            "resolved_at": stamp(resolved, done),
+            "closed_at": stamp(np.where(status == "closed", closed, resolved), ended),
+            "rating": np.where(rated, rng.integers(1, 6, size=n).astype(str), ""),
+        }
+    )
+    frame.to_csv(path, index=False)
+
+
+def bulk_bench(url: str, district: dict[str, Any], rows: int, seed: int, tmp: Path) -> dict:
+    from layers.importers.requests_bulk import import_requests
+
+    path = tmp / "historical_requests.csv"
+    with Timer() as t_write:
+        write_bulk_csv(district, rows, seed, path)
+    database = Database.from_url(url)
+    try:
+        with database.session() as s:
+            existing = int(s.scalar(text("SELECT count(*) FROM requests")) or 0)
+            events_before = int(s.scalar(text("SELECT count(*) FROM request_events")) or 0)
+        with database.session() as s, Timer() as t1:
+            first = import_requests(session=s, path=path)
+        with database.session() as s, Timer() as t2:
+            second = import_requests(session=s, path=path)
+        with database.session() as s:
+            after = int(s.scalar(text("SELECT count(*) FROM requests")) or 0)
+            events_after = int(s.scalar(text("SELECT count(*) FROM request_events")) or 0)
+    finally:
+        database.engine.dispose()
+    layer1, layer2 = first.layers["requests"], second.layers["requests"]
+    return {
+        "bulk_rows": rows,
+        "bulk_existing_requests": existing,
+        "bulk_csv_write_s": round(t_write.s, 1),
+        "bulk_import_s": round(t1.s, 2),
+        "bulk_rows_per_s": round(rows / t1.s),
+        "bulk_inserted": layer1.inserted,
+        "bulk_rejected": layer1.total_rejected,
+        "bulk_events": events_after - events_before,
+        "bulk_phases_s": {
+            k: v for k, v in first.stats.items() if k.endswith("_s") and k != "rows_per_s"
+        },
+        "bulk_fk_checks": layer1.stats.get("fk_checks"),
+        "bulk_rerun_s": round(t2.s, 2),
+        "bulk_rerun_inserted": layer2.inserted,
+        "bulk_requests_added": after - existing,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake_bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (runs in < 90 s)")
+    parser.add_argument("--rate", type=float, help="offered requests per second")
+    parser.add_argument("--duration", type=float, help="measured seconds")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-load", action="store_true", help="only the bulk import")
+    parser.add_argument("--skip-bulk", action="store_true", help="only the HTTP load")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sizes = dict(QUICK if args.quick else FULL)
+    mode = "quick" if args.quick else "full"
+    if args.rate:
+        sizes["rate"] = args.rate
+        mode += f"-rate{args.rate:g}"
+    if args.duration:
+        sizes["duration_s"] = args.duration
+    figures: dict[str, Any] = {"bench": "intake", "mode": mode, "seed": args.seed}
+    figures.update({k: sizes[k] for k in ("grids", "volunteers", "requests", "rate")})
+    figures["warmup_s"], figures["duration_s"] = sizes["warmup_s"], sizes["duration_s"]
+    with (
+        Timer() as total,
+        tempfile.TemporaryDirectory(prefix="minqing_intake_") as tmp,
+        scratch_database("minqing_bench_intake") as url,
+    ):
+        versions = server_version(url)
+        district = build_district(url, sizes, args.seed)
+        figures["generate_s"] = district["generate_s"]
+        figures["availability_rewritten"] = district["availability_fixed"]
+        figures["network_edges"] = district["summary"].network_edges
+        if not args.skip_load:
+            load = load_bench(url, district, sizes, args.seed, Path(tmp))
+            figures["intake"] = load["intake"]
+            figures["floor"] = load["floor"]
+            figures["distance_methods"] = load["distance_methods"]
+            figures["offered_share"] = load["offered_share"]
+        if not args.skip_bulk:
+            figures.update(bulk_bench(url, district, sizes["bulk_rows"], args.seed, Path(tmp)))
+    figures["total_s"] = round(total.s, 1)
+    host = machine()
+    figures["load_1m_end"] = host["load_1m"]
+
+    emit(f"intake bench ({mode}): {sizes['grids']} grids, {sizes['volunteers']:,} volunteers, "
+         f"{sizes['requests']:,} historical requests")  # fmt: skip
+    lines = [
+        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
+        f"Python {host['python']}, {versions}",
+        f"- district: {sizes['grids']} grids ({GAP_GRIDS} taken out → triage), "
+        f"{sizes['buildings']:,} buildings, {sizes['volunteers']:,} volunteers, "
+        f"{sizes['requests']:,} historical requests, {figures['network_edges']:,} network "
+        f"edges (generated in {figures['generate_s']} s)",
+    ]
+    errors = mismatches = 0
+    if "intake" in figures:
+        it, fl = figures["intake"], figures["floor"]
+        errors = it["errors"] + fl["errors"]
+        mismatches = it["mismatches"] + fl["mismatches"]
+        figures["ratio_p50"] = round(it["p50_ms"] / fl["p50_ms"], 2) if fl["p50_ms"] else None
+        figures["ratio_p99"] = round(it["p99_ms"] / fl["p99_ms"], 2) if fl["p99_ms"] else None
+        figures["ratio_rps"] = (
+            round(it["achieved_rps"] / fl["achieved_rps"], 3) if fl["achieved_rps"] else None
+        )
+        figures["target_met"] = bool(
+            it["achieved_rps"] >= 0.99 * TARGET_RATE
+            and it["p99_ms"] is not None
+            and it["p99_ms"] <= TARGET_P99_MS
+            and it["errors"] == 0
+            and it["mismatches"] == 0
+        )
+        for name, d in (("intake POST /api/v1/requests", it), ("floor POST /bench/floor", fl)):
+            figure(f"{name}: achieved", d["achieved_rps"], f"req/s of {d['offered_rps']:g}")
+            figure(f"{name}: p50", d["p50_ms"], "ms")
+            figure(f"{name}: p99", d["p99_ms"], "ms")
+            figure(f"{name}: errors", d["errors"])
+            figure(f"{name}: mismatches", d["mismatches"])
+        figure("intake 422 outside_jurisdiction (expected)", it["outside_422"])
+        figure("intake community triage", it["triage"])
+        figure("ratio to floor p50 / p99", f"{figures['ratio_p50']} / {figures['ratio_p99']}")
+        verdict = "met" if figures["target_met"] else "NOT met"
+        emit(f"target {TARGET_RATE:g} req/s with p99 ≤ {TARGET_P99_MS:g} ms, 0 errors: {verdict}")
+        lines += [
+            f"- load: open loop, {sizes['rate']:g} req/s offered, {sizes['warmup_s']:g} s "
+            f"warm-up + {sizes['duration_s']:g} s measured, {sizes['threads']} sender threads in "
+            "a separate process, latency from the scheduled send time; gunicorn 2 sync "
+            "workers on loopback, deadline job off",
+            f"- intake: {it['achieved_rps']} req/s achieved, p50 {it['p50_ms']} ms, p90 "
+            f"{it['p90_ms']} ms, p99 {it['p99_ms']} ms, max {it['max_ms']} ms; {it['created']} "
+            f"201 ({it['triage']} triage), {it['outside_422']} expected 422 outside, errors "
+            f"{it['errors']} {it['error_kinds'] or ''}, mismatches {it['mismatches']}; offers "
+            f"{figures['distance_methods']}",
+            f"- floor (1 ST_Covers + 1 INSERT + commit): {fl['achieved_rps']} req/s, p50 "
+            f"{fl['p50_ms']} ms, p99 {fl['p99_ms']} ms, errors {fl['errors']}, mismatches "
+            f"{fl['mismatches']}",
+            f"- ratio intake / floor: p50 ×{figures['ratio_p50']}, p99 ×{figures['ratio_p99']}, "
+            f"throughput {figures['ratio_rps']}; target {TARGET_RATE:g} req/s, p99 ≤ "
+            f"{TARGET_P99_MS:g} ms: {verdict}",
+        ]
+    if "bulk_rows" in figures:
+        figure("bulk import", figures["bulk_rows_per_s"], "rows/s")
+        figure("bulk import time", figures["bulk_import_s"], "s")
+        figure("bulk events written", figures["bulk_events"])
+        figure("bulk re-run inserted", figures["bulk_rerun_inserted"])
+        figures["bulk_target_met"] = figures["bulk_rows_per_s"] >= TARGET_BULK_ROWS_PER_S
+        lines.append(
+            f"- bulk `import requests`: {figures['bulk_rows']:,} rows on top of "
+            f"{figures['bulk_existing_requests']:,} requests in {figures['bulk_import_s']} s = "
+            f"{figures['bulk_rows_per_s']:,} rows/s ({figures['bulk_inserted']:,} inserted, "
+            f"{figures['bulk_events']:,} events; phases {figures['bulk_phases_s']}; FK "
+            f"{figures['bulk_fk_checks']}); re-run {figures['bulk_rerun_s']} s inserted "
+            f"{figures['bulk_rerun_inserted']}; target ≥ {TARGET_BULK_ROWS_PER_S:,} rows/s "
+            f"{'met' if figures['bulk_target_met'] else 'NOT met'}"
+        )
+        if figures["bulk_rerun_inserted"]:
+            errors += 1
+    lines.append(f"- {FIGURES_TAG}`{json.dumps(figures, ensure_ascii=False, default=str)}`")
+    path = append_results(f"intake bench ({mode})", lines)
+    emit(f"results appended to {path}")
+    final_json(figures)
+    return 1 if (errors or mismatches) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
