@@ -31,6 +31,16 @@ def parse_limit(raw: str | None) -> int:
     return value
 
 
+def parse_zoom(raw: str | None) -> int | None:
+    """The map's zoom (``?zoom=``) that outlines are simplified for; absent: full detail."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest("invalid_field", field="zoom", reason="an integer 0–24") from None
+
+
 def json_body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -72,6 +82,7 @@ def layer_features(layer: str):
         limit=limit,
         cursor=request.args.get("cursor"),
         display_crs=parse_display_crs(request.args.get("crs")),
+        zoom=parse_zoom(request.args.get("zoom")),
     )
     next_url = None
     if page.next_cursor:

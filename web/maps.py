@@ -53,7 +53,9 @@ STANDARD_LAYERS = [
         "name": "buildings",
         "title_key": "buildings",
         "tiles": True,
-        "minZoom": 14,
+        # 50k buildings: a whole district at zoom 14 is 2.8 MB of tiles, a zoom-16 screen
+        # about 0.5 MB (bench/pages_bench.py; target ≤ 2 MB for a page's first load)
+        "minZoom": 16,
         "style": {
             "color": "#555",
             "weight": 1,

@@ -74,6 +74,10 @@
     control.addOverlay(layer, spec.title);
     st.layer = layer;
     st.loaded = map.getZoom() < (spec.minZoom || 0);
+    // zoomed out below minZoom, Leaflet drops the tiles in flight and never fires "load"
+    map.on("zoomend", function () {
+      if (map.getZoom() < (spec.minZoom || 0)) st.loaded = true;
+    });
     return st;
   }
 
@@ -81,6 +85,9 @@
     Minqing.map = map;
     // folium passes zoom limits only to tile layers; with no basemap the map needs its own
     if (map.options.maxZoom === undefined) map.setMaxZoom(20);
+    // ... and without its own minZoom Leaflet takes the smallest minZoom of its tile layers,
+    // which would stop the user zooming out past the buildings' minZoom
+    if (map.options.minZoom === undefined) map.setMinZoom(0);
     var control = L.control.layers(null, {}, { collapsed: true }).addTo(map);
     var notice = document.createElement("div");
     notice.className = "mq-notice";
@@ -124,7 +131,10 @@
       var hidden = [];
       specs.forEach(function (spec) {
         var st = Minqing.state.layers[spec.name];
-        if (spec.tiles) return;  // vector tiles load themselves
+        if (spec.tiles) {  // vector tiles load themselves; say when they are zoomed out
+          if (zoom < (spec.minZoom || 0) && map.hasLayer(st.layer)) hidden.push(spec.title);
+          return;
+        }
         if (controllers[spec.name]) controllers[spec.name].abort();
         if (!map.hasLayer(st.layer)) {  // switched off: load when switched on
           st.loaded = true;
@@ -139,7 +149,9 @@
         }
         var ctl = new AbortController();
         controllers[spec.name] = ctl;
-        var url = config.api + "/" + spec.name + "?limit=1000&bbox=" + bboxOf(map);
+        // the zoom lets the server simplify outlines to what this zoom can show
+        var url = config.api + "/" + spec.name + "?limit=1000&bbox=" + bboxOf(map) +
+          "&zoom=" + Math.round(zoom);
         if (config.crs && config.crs !== "wgs84") url += "&crs=" + config.crs;
         var fresh = [];
         st.loaded = false;
