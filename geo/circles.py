@@ -405,6 +405,8 @@ def polygon_from_samples(
     seg_from_a, seg_to_a = np.concatenate(seg_from), np.concatenate(seg_to)
     # each crossed grid edge starts exactly one segment and ends exactly one
     edge_ids, first = np.unique(seg_from_a, return_index=True)
+    if len(edge_ids) != len(seg_from_a):  # pragma: no cover - guarded by the case table
+        raise RuntimeError("marching squares produced an edge crossed twice")
     successor = np.searchsorted(edge_ids, seg_to_a[first])
     xy = _crossing_xy(edge_ids, nx, cell, level, limit, node_xy, dist_m, sample_of, pts)
     rings = _chain(successor)
