@@ -22,9 +22,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from layers.base import Base, geometry, gist_index, in_values, now_column
-from layers.requests.workflow import OwnerLevel, Status
+from layers.requests.workflow import OPEN, OwnerLevel, Status
 
 STATUSES = tuple(s.value for s in Status)
+# The open statuses as an SQL predicate: the partial index below and the duplicates query
+# must spell it the same way for the planner to use the index.
+OPEN_STATUSES_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(OPEN)))
 OWNER_LEVELS = tuple(o.value for o in OwnerLevel)
 
 
@@ -37,6 +40,13 @@ class Request(Base):
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
         CheckConstraint("char_length(text) <= 2000", name="text_length"),
         Index("ix_requests_status_deadline", "status", "deadline_at"),
+        # possible duplicates look only at open requests near a point (migration 0003)
+        Index(
+            "ix_requests_open_geom_gist",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text(OPEN_STATUSES_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

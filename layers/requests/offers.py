@@ -31,6 +31,9 @@ CANDIDATE_LIMIT = 400
 STRAIGHT_LINE = "straight_line"
 WALK = "walk"
 _M_PER_DEG_LAT = 111_320.0
+# First walking bound for the nearest k: factor × the k-th straight-line metres + margin.
+EARLY_STOP_FACTOR = 1.6
+EARLY_STOP_MARGIN_M = 300.0
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,21 @@ def distance_to_volunteers(
     lonlat: tuple[float, float],
     targets_lonlat: Sequence[tuple[int, float, float]],
     max_radius_m: float = 5000.0,
+    nearest_k: int | None = None,
 ) -> tuple[dict[int, float], str]:
     """Metres from ``lonlat`` to each ``(volunteer_id, lon, lat)`` and the method used.
 
     Walking metres along the network when the walking graph exists and every point lies near
     a path (``walk``; a volunteer farther than ``max_radius_m`` on foot gets ``inf``);
     straight-line metres in the UTM zone of ``lonlat`` otherwise (``straight_line``).
+
+    With ``nearest_k`` only the ``nearest_k`` nearest need exact metres: the walking search
+    first stops at a bound guessed from the straight-line metres. Everyone within the bound on
+    foot comes back exact; the others are farther (``inf`` or an overestimate). When at least
+    ``nearest_k`` lie within ``bound - 2`` m, everyone beyond the bound rounds to a larger
+    metre than the ``nearest_k``-th, so the nearest ``nearest_k``, their metres and their
+    order (ties to the metre included) are those of the full search; otherwise the search is
+    redone up to ``max_radius_m``.
     """
     if not targets_lonlat:
         return {}, STRAIGHT_LINE
@@ -65,12 +77,17 @@ def distance_to_volunteers(
     d_m = np.hypot(x_utm[1:] - x_utm[0], y_utm[1:] - y_utm[0])
     from layers.circles.service import walking_distances_m
 
-    walked = walking_distances_m(
-        session,
-        lonlat,
-        np.column_stack([lon_a[1:], lat_a[1:]]),
-        limit_m=max_radius_m,
-    )
+    targets = np.column_stack([lon_a[1:], lat_a[1:]])
+    walked = None
+    if nearest_k is not None and len(d_m) >= nearest_k:
+        bound_m = EARLY_STOP_FACTOR * float(np.partition(d_m, nearest_k - 1)[nearest_k - 1])
+        bound_m += EARLY_STOP_MARGIN_M
+        if bound_m < max_radius_m:
+            walked = walking_distances_m(session, lonlat, targets, limit_m=bound_m)
+            if walked is not None and (walked[0] <= bound_m - 2.0).sum() < nearest_k:
+                walked = None  # not enough volunteers surely inside: search the full radius
+    if walked is None:
+        walked = walking_distances_m(session, lonlat, targets, limit_m=max_radius_m)
     if walked is not None:
         return {vid: float(d) for vid, d in zip(ids, walked[0], strict=True)}, WALK
     return {vid: float(d) for vid, d in zip(ids, d_m, strict=True)}, STRAIGHT_LINE
@@ -119,6 +136,7 @@ def rank_volunteers(
         lonlat=lonlat,
         targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
         max_radius_m=max_radius_m,
+        nearest_k=k,
     )
     within = [r for r in candidates if distances[r.id] <= max_radius_m]
     within.sort(key=lambda r: (round(distances[r.id]), r.active_load, r.id))

@@ -33,6 +33,7 @@ from layers.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessab
 from layers.features import LIVE_GRIDS, decode_cursor, encode_cursor
 from layers.grids.models import Grid
 from layers.requests.models import (
+    OPEN_STATUSES_SQL,
     IdempotencyKey,
     Notification,
     Request,
@@ -413,13 +414,14 @@ def possible_duplicates(
     dlon = radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05)) * 1.01
     rows = session.execute(
         text(
+            # the open-status predicate is spelt out (not a bound array) so that the planner
+            # can use the partial index on open requests' points (ix_requests_open_geom_gist)
             "SELECT id, number, status, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM requests"
-            " WHERE category = :c AND status = ANY(:open) AND id <> :ex"
+            f" WHERE category = :c AND {OPEN_STATUSES_SQL} AND id <> :ex"
             " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
         ),
         {
             "c": category,
-            "open": _OPEN,
             "ex": exclude_id or 0,
             "x0": lon - dlon,
             "y0": lat - dlat,
