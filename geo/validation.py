@@ -274,8 +274,12 @@ def validate_grids(
     utm = {i: proj.to_utm(fixed_lonlat[i]) for i in usable}
     min_a = rules.min_area_m2
 
-    # --- overlaps between grids
-    if len(usable) > 1:
+    # --- overlaps between grids. The areas add up to the union's unless grids overlap (the
+    # excess is at least any one pair's overlap), so the pairwise intersections are only
+    # computed when that excess reaches min_area_m2.
+    covered = shapely.union_all([utm[i] for i in usable]) if usable else Polygon()
+    excess = sum(float(utm[i].area) for i in usable) - float(covered.area)
+    if len(usable) > 1 and excess >= min_a:
         arr = np.array([utm[i] for i in usable], dtype=object)
         tree = shapely.STRtree(arr)
         left, right = tree.query(arr, predicate="intersects")
@@ -297,7 +301,6 @@ def validate_grids(
                 )
 
     # --- gaps inside the community
-    covered = shapely.union_all([utm[i] for i in usable]) if usable else Polygon()
     if not community.is_empty:
         gaps = polygonal_part(shapely.difference(community, covered))
         for part in gaps.geoms:
@@ -308,7 +311,14 @@ def validate_grids(
 
     # --- parts outside the community
     others = {code: repair(proj.to_utm(g)) for code, g in (other_communities_lonlat or {}).items()}
+    # one overlay for all grids first: per grid only when something sticks out (usually not)
+    shapely.prepare(community)
+    spill = Polygon()
+    if not community.is_empty and not community.covers(covered):
+        spill = polygonal_part(shapely.difference(covered, community))
     for i in usable:
+        if spill.area < min_a or community.covers(utm[i]):
+            continue
         outside = polygonal_part(shapely.difference(utm[i], community))
         if outside.area < min_a:
             continue
@@ -350,7 +360,15 @@ def validate_grids(
     if building_geoms_lonlat is not None and len(building_geoms_lonlat) and usable:
         findings.extend(
             _building_cuts(
-                utm, usable, codes, keys, proj, building_geoms_lonlat, building_codes, rules
+                utm,
+                usable,
+                codes,
+                keys,
+                proj,
+                building_geoms_lonlat,
+                building_codes,
+                rules,
+                grids_lonlat=fixed_lonlat,
             )
         )
     if building_rep_points_lonlat is not None and building_households is not None:
@@ -396,11 +414,29 @@ def _building_cuts(
     building_geoms_lonlat: Sequence[BaseGeometry],
     building_codes: Sequence[str] | None,
     rules: ValidationRules,
+    *,
+    grids_lonlat: Sequence[Any],
 ) -> list[Finding]:
     b_lonlat = np.asarray(building_geoms_lonlat, dtype=object)
-    b_utm = np.array([repair(proj.to_utm(g)) for g in b_lonlat], dtype=object)
+    # Candidates first, in lon/lat: only a building touching two grids can be cut, so only
+    # those are projected and intersected (a difference of the intersects predicate between
+    # lon/lat and UTM is sub-millimetre, far below building_cut_min_m2).
+    g_lonlat = np.array([grids_lonlat[i] for i in usable], dtype=object)
+    present = ~(shapely.is_missing(b_lonlat) | shapely.is_empty(b_lonlat))
+    pos = np.flatnonzero(present)
+    if not len(pos):
+        return []
+    # the few grids are the prepared side, the many small buildings sit in the tree
+    _, qb = shapely.STRtree(b_lonlat[pos]).query(g_lonlat, predicate="intersects")
+    counts = np.bincount(qb, minlength=len(pos)) if len(qb) else np.zeros(len(pos), int)
+    cand = pos[counts >= 2]
+    if not len(cand):
+        return []
+    b_utm = np.full(len(b_lonlat), None, dtype=object)
+    b_utm[cand] = _repair_array(_transform_array(b_lonlat[cand], proj))
     g_arr = np.array([utm[i] for i in usable], dtype=object)
-    bi, gi = shapely.STRtree(g_arr).query(b_utm, predicate="intersects")
+    qi, gi = shapely.STRtree(g_arr).query(b_utm[cand], predicate="intersects")
+    bi = cand[qi]
     if not len(bi):
         return []
     areas = shapely.area(polygonal_part_array(shapely.intersection(b_utm[bi], g_arr[gi])))
@@ -429,8 +465,29 @@ def _building_cuts(
 
 
 def polygonal_part_array(geoms: np.ndarray) -> np.ndarray:
-    """``polygonal_part`` of each geometry of an array (intersections may hold lines)."""
-    return np.array([polygonal_part(g) for g in geoms], dtype=object)
+    """``polygonal_part`` of each geometry of an array (intersections may hold lines).
+
+    Polygons and MultiPolygons are kept as they are (same area); only the rest is rebuilt."""
+    out = np.asarray(geoms, dtype=object).copy()
+    types = shapely.get_type_id(out)
+    for k in np.flatnonzero((types != 3) & (types != 6)):
+        out[k] = polygonal_part(out[k])
+    return out
+
+
+def _transform_array(geoms_lonlat: np.ndarray, proj: UtmProjector) -> np.ndarray:
+    """Many lon/lat geometries to UTM in one coordinate transformation."""
+    return shapely.transform(np.asarray(geoms_lonlat, dtype=object), proj._fwd)
+
+
+def _repair_array(geoms: np.ndarray) -> np.ndarray:
+    """``repair`` of each geometry, touching only the invalid or non-polygonal ones."""
+    out = np.asarray(geoms, dtype=object).copy()
+    types = shapely.get_type_id(out)
+    bad = ~shapely.is_valid(out) | ((types != 3) & (types != 6))
+    for k in np.flatnonzero(bad):
+        out[k] = repair(out[k])
+    return out
 
 
 def blocking(findings: Sequence[Finding]) -> list[Finding]:
