@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, text
 from sqlalchemy.orm import Session
 
+from geo.assign import GridIndex
 from geo.codes import grid_sequence, is_valid_grid_code
 from geo.crs import to_wgs84
 from geo.edits import EditError, draw_grid, merge_grids, move_boundary, split_grid
@@ -1116,25 +1117,44 @@ def _rehome(
     session: Session, closed_ids: list[int], opened_ids: list[int], generation: int, user_id: int
 ) -> dict[str, int]:
     """Move the not-finished requests of closed grid rows to the new row covering them
-    (lowest code on a border; the nearest when none covers), one ``rehome`` event each."""
+    (lowest code on a border; the nearest when none covers), one ``rehome`` event each.
+
+    The placement runs in Python with ``geo.assign.GridIndex`` (PostGIS ``ST_Covers``
+    semantics, lowest code on a shared border — checked against PostGIS by the import bench):
+    a per-request LATERAL over the new rows cost ~0.2 s for a community's ~1.4k open requests.
+    """
     if not closed_ids:
         return {"count": 0, "changed": 0}
-    moves = session.execute(
+    reqs = session.execute(
         text(
             "SELECT r.id, r.status, r.owner_level, og.id AS old_id, og.code AS old_code,"
-            " ng.id AS new_id, ng.code AS new_code, ng.covers"
+            " ST_X(r.geom) AS x, ST_Y(r.geom) AS y"
             " FROM requests r JOIN grids og ON og.id = r.grid_id"
-            " CROSS JOIN LATERAL (SELECT g.id, g.code, ST_Covers(g.geom, r.geom) AS covers"
-            "   FROM grids g WHERE g.id = ANY(:opened)"
-            "   ORDER BY ST_Covers(g.geom, r.geom) DESC, ST_Distance(g.geom, r.geom), g.code"
-            "   LIMIT 1) ng"
             " WHERE r.grid_id = ANY(:closed) AND NOT (r.status = ANY(:finished))"
             " ORDER BY r.id FOR UPDATE OF r"
         ),
-        {"opened": opened_ids, "closed": closed_ids, "finished": list(FINISHED_STATUSES)},
+        {"closed": closed_ids, "finished": list(FINISHED_STATUSES)},
     ).all()
-    if not moves:
+    if not reqs or not opened_ids:
         return {"count": 0, "changed": 0}
+    grids = session.execute(
+        text("SELECT id, code, ST_AsBinary(geom) AS g FROM grids WHERE id = ANY(:ids)"),
+        {"ids": opened_ids},
+    ).all()
+    geoms = np.array(shapely.from_wkb([bytes(g.g) for g in grids]), dtype=object)
+    codes = np.array([g.code for g in grids])
+    x = np.array([r.x for r in reqs], dtype=np.float64)
+    y = np.array([r.y for r in reqs], dtype=np.float64)
+    where = GridIndex(geoms, codes).assign(x, y)
+    covered = where >= 0
+    if not covered.all():
+        # nearest new row (planar distance, as ST_Distance on geometry), then lowest code
+        by_code = np.argsort(codes, kind="stable")
+        for k in np.flatnonzero(~covered):
+            dist = shapely.distance(shapely.Point(x[k], y[k]), geoms[by_code])
+            where[k] = by_code[int(np.argmin(dist))]
+    new_ids = [int(grids[i].id) for i in where]
+    new_codes = [str(codes[i]) for i in where]
     session.execute(
         text(
             "UPDATE requests r SET grid_id = m.new_id, updated_at = now() FROM"
@@ -1142,48 +1162,52 @@ def _rehome(
             " unnest(CAST(:new AS bigint[])) AS new_id) m"
             " WHERE r.id = m.id"
         ),
-        {"ids": [m.id for m in moves], "new": [m.new_id for m in moves]},
+        {"ids": [r.id for r in reqs], "new": new_ids},
     )
-    events = []
-    for m in moves:
-        if m.old_code == m.new_code:
-            note = f"网格边界第 {generation} 版发布，诉求仍属网格 {m.new_code}。"
+    notes, data = [], []
+    for r, new_id, new_code, cov in zip(reqs, new_ids, new_codes, covered.tolist(), strict=True):
+        if r.old_code == new_code:
+            note = f"网格边界第 {generation} 版发布，诉求仍属网格 {new_code}。"
         else:
             note = (
-                f"网格边界第 {generation} 版发布，诉求所在位置由网格 {m.old_code}"
-                f" 划入 {m.new_code}。"
+                f"网格边界第 {generation} 版发布，诉求所在位置由网格 {r.old_code} 划入 {new_code}。"
             )
-        if not m.covers:
+        if not cov:
             note += "（该点不在任何新网格内，归入最近的网格。）"
-        events.append(
-            {
-                "r": m.id,
-                "u": user_id,
-                "st": m.status,
-                "ol": m.owner_level,
-                "note": note,
-                "data": json.dumps(
-                    {
-                        "generation": generation,
-                        "old_grid_code": m.old_code,
-                        "new_grid_code": m.new_code,
-                        "old_grid_id": m.old_id,
-                        "new_grid_id": m.new_id,
-                        "covered": bool(m.covers),
-                        "reason": "grid_redraw",
-                    }
-                ),
-            }
+        notes.append(note)
+        data.append(
+            json.dumps(
+                {
+                    "generation": generation,
+                    "old_grid_code": r.old_code,
+                    "new_grid_code": new_code,
+                    "old_grid_id": r.old_id,
+                    "new_grid_id": new_id,
+                    "covered": bool(cov),
+                    "reason": "grid_redraw",
+                }
+            )
         )
-    session.execute(
+    session.execute(  # one statement for all events (an executemany cost ~50 ms per 1.4k)
         text(
             "INSERT INTO request_events (request_id, actor_user_id, actor_kind, action,"
-            " from_status, to_status, owner_level, note, data) VALUES (:r, :u, 'user',"
-            " 'rehome', :st, :st, :ol, :note, CAST(:data AS jsonb))"
+            " from_status, to_status, owner_level, note, data)"
+            " SELECT e.r, :u, 'user', 'rehome', e.st, e.st, e.ol, e.note, CAST(e.data AS jsonb)"
+            " FROM unnest(CAST(:r AS bigint[]), CAST(:st AS text[]), CAST(:ol AS text[]),"
+            " CAST(:note AS text[]), CAST(:data AS text[])) AS e(r, st, ol, note, data)"
+            " ORDER BY e.r"
         ),
-        events,
+        {
+            "u": user_id,
+            "r": [r.id for r in reqs],
+            "st": [r.status for r in reqs],
+            "ol": [r.owner_level for r in reqs],
+            "note": notes,
+            "data": data,
+        },
     )
-    return {"count": len(moves), "changed": sum(1 for m in moves if m.old_code != m.new_code)}
+    changed = sum(1 for r, c in zip(reqs, new_codes, strict=True) if r.old_code != c)
+    return {"count": len(reqs), "changed": changed}
 
 
 def _lock_publish(session: Session) -> None:
