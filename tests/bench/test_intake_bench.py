@@ -1,0 +1,104 @@
+"""The intake bench: its bookkeeping (fast) and a quick run end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import shapely
+
+from bench.intake_bench import bench_points, expected_outcome, summarise
+from data.synthetic import synthetic_grids
+from layers.config import PROJECT_ROOT
+
+
+def small_district() -> dict:
+    geoms, codes = synthetic_grids(24, seed=5)
+    # two communities of 12 grids each; the last grid is a gap (in a community, in no grid)
+    communities = np.array(
+        [shapely.union_all(geoms[:12]), shapely.union_all(geoms[12:])], dtype=object
+    )
+    return {
+        "grid_geoms": geoms[:-1],
+        "grid_codes": codes[:-1],
+        "community_geoms": communities,
+        "community_codes": np.array(["990100001001", "990100001002"]),
+        "gap_geoms": geoms[-1:],
+    }
+
+
+def test_points_mix_grids_triage_and_outside() -> None:
+    d = small_district()
+    lon, lat = bench_points(d, 5_000, seed=2)
+    exp = expected_outcome(d, lon, lat)
+    outside = np.array([e is None for e in exp])
+    triage = np.array([e == "" for e in exp])
+    assert outside.sum() >= 100 and triage.sum() >= 100  # 2 % each, plus stray box points
+    union = shapely.union_all(d["community_geoms"])
+    assert not shapely.intersects_xy(union, lon[outside], lat[outside]).any()
+    assert shapely.intersects_xy(d["gap_geoms"][0], lon[triage], lat[triage]).all()
+    # the expected grid is the lowest code among the grids covering the point
+    for i in np.flatnonzero(~outside & ~triage)[:200]:
+        covering = [
+            c
+            for g, c in zip(d["grid_geoms"], d["grid_codes"], strict=True)
+            if shapely.intersects_xy(g, lon[i], lat[i])
+        ]
+        assert exp[i] == min(covering)
+
+
+def test_summary_counts_errors_mismatches_and_expected_422() -> None:
+    exp = np.array(["A", "B", "", None, "A", "A"], dtype=object)
+    result = {
+        "sched": np.array([0.0, 0.1, 1.0, 1.1, 1.2, 1.3]),
+        "latency": np.array([0.5, 0.5, 0.010, 0.020, 0.030, 0.040]),
+        "lag": np.zeros(6),
+        "status": np.array([201, 201, 201, 422, 201, 500]),
+        # row 4 got the wrong grid; row 5 is a server error; rows 0-1 are warm-up
+        "answer": ["A", "B", "", "outside_jurisdiction", "B", "internal_error"],
+    }
+    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    assert s["sent"] == 4
+    assert s["errors"] == 1 and s["error_kinds"] == {"500:internal_error": 1}
+    assert s["mismatches"] == 1
+    assert s["outside_422"] == 1 and s["triage"] == 1 and s["created"] == 2
+    assert s["p50_ms"] == pytest.approx(20.0)
+    # a 201 where 422 was due is a mismatch too, and a 422 where a grid was due
+    result["status"] = np.array([201, 201, 422, 201, 201, 201])
+    result["answer"] = ["A", "B", "outside_jurisdiction", "X", "A", "A"]
+    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    assert s["mismatches"] == 2 and s["errors"] == 0
+
+
+@pytest.mark.slow
+def test_quick_bench_has_no_errors_or_mismatches(server_url: str, tmp_path) -> None:
+    results = tmp_path / "RESULTS.md"
+    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.intake_bench", "--quick"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == "intake" and figures["mode"] == "quick"
+    intake, floor = figures["intake"], figures["floor"]
+    assert intake["errors"] == 0 and intake["mismatches"] == 0
+    assert floor["errors"] == 0 and floor["mismatches"] == 0
+    assert intake["created"] > 0 and intake["triage"] > 0 and intake["outside_422"] > 0
+    assert intake["sent"] == intake["created"] + intake["outside_422"]
+    assert intake["p99_ms"] > 0 and floor["p99_ms"] > 0
+    assert figures["offered_share"] > 0  # the synthetic volunteers do get offers
+    assert figures["bulk_inserted"] > 0 and figures["bulk_rerun_inserted"] == 0
+    assert figures["bulk_requests_added"] == figures["bulk_inserted"]
+    assert figures["total_s"] < 90
+    text = results.read_text(encoding="utf-8")
+    assert "## intake bench (quick)" in text and '"mismatches": 0' in text
