@@ -9,7 +9,11 @@ on the last vertex finishes it — the way a planner draws it, not through Geoma
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import shapely
+from shapely.geometry import mapping, shape
 from sqlalchemy import text
 
 from geo.validation import UtmProjector
@@ -209,7 +213,7 @@ def test_split_publish_undo_and_compare(planner_site, open_page, viewport):
     assert watch.console_errors == []
 
 
-def test_english_page_and_a_bad_edit_explained(planner_site, open_page):
+def test_english_page_upload_and_a_bad_edit_explained(planner_site, open_page, tmp_path):
     base, _, _ = planner_site
     page, watch = open_page(f"{base}/login?next=/planner%3Flang%3Den", "desktop")
     page.fill("input[name=username]", "planner")
@@ -224,6 +228,38 @@ def test_english_page_and_a_bad_edit_explained(planner_site, open_page):
     page.click("#mq-open")
     page.wait_for_function("() => Minqing.state.planner.doc && Minqing.state.planner.impact")
     _wait_idle(page)
+    # replace the draft's grids from a GeoJSON file: the live grids with the first two merged
+    live = page.evaluate(
+        "c => fetch('/api/v1/generations/1/grids?community=' + c).then(r => r.json())", COMMUNITY
+    )
+    feats = live["features"]
+    merged = shapely.union_all([shape(feats[0]["geometry"]), shape(feats[1]["geometry"])])
+    upload = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": mapping(merged),
+             "properties": {"code": feats[0]["properties"]["code"], "name": "合并"}},
+            *({"type": "Feature", "geometry": f["geometry"],
+               "properties": {"code": f["properties"]["code"]}} for f in feats[2:]),
+        ],
+    }  # fmt: skip
+    path = tmp_path / "grids.geojson"
+    path.write_text(json.dumps(upload), encoding="utf-8")
+    page.set_input_files("#mq-upload-file", str(path))
+    page.select_option("#mq-upload-crs", "wgs84")
+    page.click("#mq-upload-go")
+    page.wait_for_function(
+        "() => Minqing.state.planner.lastEdit && Minqing.state.planner.lastEdit.op === 'replace_upload'"
+        f" && Minqing.state.planner.doc.grids.features.length === {len(feats) - 1}",
+        timeout=30000,
+    )
+    page.wait_for_function(
+        "() => Minqing.state.planner.impact && Minqing.state.planner.impact.totals.grids_removed === 1",
+        timeout=30000,
+    )
+    _wait_idle(page)
+    assert "Updated" in page.locator("#mq-message").inner_text()
+    assert page.locator("#mq-impact-table tbody tr.is-removed").count() == 1
     # merging needs two grids: the page says so without calling the API
     page.click("#mq-tool-merge")
     assert "two" in page.locator("#mq-error").inner_text()
