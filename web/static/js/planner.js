@@ -394,7 +394,7 @@
     function edit(body, form) {
       if (!st.doc) return Promise.resolve();
       clearMessages();
-      if (config.crs && config.crs !== "wgs84" && !form) body.crs = config.crs;
+      // geometries are drawn over the draft as the API returns it (WGS84): no crs to send
       say(labels.planner_working);
       var id = st.doc.draft.id;
       var req = form ? api("POST", u(urls.upload, id), undefined, form) :
