@@ -287,8 +287,8 @@ UI: dict[str, tuple[str, str]] = {
         "Publish draft #{id} as generation {n}? Open requests will move to their new grids.",
     ),
     "planner_published": (
-        "已发布为第 {n} 版：转移在办诉求 {q} 件",
-        "Published as generation {n}: {q} open requests re-homed",
+        "已发布为第 {n} 版：在办诉求 {q} 件重新归属，其中 {c} 件换了网格",
+        "Published as generation {n}: {q} open requests re-homed, {c} of them to another grid",
     ),
     "planner_undo": ("撤销上次发布", "Undo last publish"),
     "planner_undo_confirm": (

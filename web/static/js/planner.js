@@ -547,7 +547,8 @@
             if (res[0] !== 201) { say(""); fail(res); return null; }
             st.generation = res[1].generation;
             return Promise.all([openDraftId(id), loadHistory(), loadDrafts()]).then(function () {
-              say(fmt(labels.planner_published, { n: res[1].generation, q: res[1].requests_rehomed }));
+              say(fmt(labels.planner_published, { n: res[1].generation, q: res[1].requests_rehomed,
+                                                c: res[1].requests_changed_grid }));
             });
           });
         });
