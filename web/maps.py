@@ -140,8 +140,25 @@ def base_map(
         folium.TileLayer(
             tiles=url, attr=attribution, name=basemap, max_zoom=19, subdomains="1234"
         ).add_to(m)
-    m.fit_bounds([list(b[0]), list(b[1])])
+    m.add_child(_FitBounds([list(b[0]), list(b[1])]))
     return m
+
+
+class _FitBounds(MacroElement):
+    """``fitBounds`` without the zoom animation folium's would start on the next frame: the
+    layers' first bbox loads (web/static/js/layers.js) must see the final view, not the
+    opening zoom 14 (a leader's page fetched the whole district's volunteers, 0.4 MB)."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "{{ this._parent.get_name() }}.fitBounds({{ this.bounds }}, {animate: false});"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, bounds: list[list[float]]) -> None:
+        super().__init__()
+        self._name = "MinqingFitBounds"
+        self.bounds = json.dumps(bounds)
 
 
 class _InitCall(MacroElement):
