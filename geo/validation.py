@@ -310,7 +310,7 @@ def validate_grids(
                 )
 
     # --- parts outside the community
-    others = {code: repair(proj.to_utm(g)) for code, g in (other_communities_lonlat or {}).items()}
+    others: dict[str, Any] | None = None  # projected only when a grid does stick out
     # one overlay for all grids first: per grid only when something sticks out (usually not)
     shapely.prepare(community)
     spill = Polygon()
@@ -322,6 +322,10 @@ def validate_grids(
         outside = polygonal_part(shapely.difference(utm[i], community))
         if outside.area < min_a:
             continue
+        if others is None:
+            others = {
+                code: repair(proj.to_utm(g)) for code, g in (other_communities_lonlat or {}).items()
+            }
         reached = sorted(
             code
             for code, other in others.items()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,29 @@ def load_community(
     return Community(row.id, row.code, row.name, _geom(row.g))
 
 
+class _OtherCommunities(Mapping):
+    """The neighbouring communities (code → outline), read on first use: validation needs
+    them only to name where a grid sticks out, which is rare."""
+
+    def __init__(self, session: Session, community: Community) -> None:
+        self._session, self._community = session, community
+        self._data: dict[str, BaseGeometry] | None = None
+
+    def _load(self) -> dict[str, BaseGeometry]:
+        if self._data is None:
+            self._data = other_communities(self._session, self._community)
+        return self._data
+
+    def __getitem__(self, key: str) -> BaseGeometry:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 def other_communities(session: Session, community: Community) -> dict[str, BaseGeometry]:
     rows = session.execute(
         text(
@@ -228,13 +251,16 @@ def load_buildings(session: Session, community: Community) -> Buildings:
         ),
         {"c": community.id},
     ).all()
-    # one vectorised WKB parse per column (a per-row loads() dominated this for ~1k buildings)
+    if not rows:
+        return Buildings([], [], [], np.zeros(0, dtype=np.int64), [])
+    # columns in one pass, one vectorised WKB parse each (per-row work dominated ~1k buildings)
+    codes, households, leaders, g, p = zip(*rows, strict=True)
     return Buildings(
-        [r.code for r in rows],
-        list(shapely.from_wkb([bytes(r.g) for r in rows])),
-        list(shapely.from_wkb([bytes(r.p) for r in rows])),
-        np.array([r.households for r in rows], dtype=np.int64),
-        [r.leader_name for r in rows],
+        list(codes),
+        list(shapely.from_wkb(list(g))),
+        list(shapely.from_wkb(list(p))),
+        np.array(households, dtype=np.int64),
+        list(leaders),
     )
 
 
@@ -383,7 +409,7 @@ def _validate(
         building_rep_points_lonlat=b.rep_points,
         building_households=b.households,
         building_codes=b.codes,
-        other_communities_lonlat=other_communities(session, community),
+        other_communities_lonlat=_OtherCommunities(session, community),
         rules=_rules(draft),
     )
 
