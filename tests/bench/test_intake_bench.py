@@ -72,6 +72,13 @@ def test_summary_counts_errors_mismatches_and_expected_422() -> None:
     result["answer"] = ["A", "B", "outside_jurisdiction", "X", "A", "A"]
     s = summarise(result, exp, warmup_s=1.0, rate=10.0)
     assert s["mismatches"] == 2 and s["errors"] == 0
+    # requests the generator never got to send are not errors but infinitely late
+    result["status"] = np.array([201, 201, 201, 422, 201, -2])
+    result["answer"] = ["A", "B", "", "outside_jurisdiction", "A", "unsent"]
+    result["latency"][5] = np.inf
+    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    assert s["unsent"] == 1 and s["errors"] == 0 and s["mismatches"] == 0
+    assert s["p99_ms"] == float("inf") and s["p50_ms"] == pytest.approx(30.0)
 
 
 @pytest.mark.slow
