@@ -42,6 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from data.catalogues import request_categories
+from data.demo import AVAILABILITY_PATTERNS as DEMO_AVAILABILITY
 from geo.assign import GridIndex
 from geo.codes import grid_code, grid_sequence
 from geo.crs import utm_crs_for_lonlat
@@ -69,12 +70,8 @@ NON_RESIDENTIAL_TYPES = np.array(["commercial", "school", "office", "retail", "p
 OPEN_STATUSES = np.array(["assigned", "claimed", "in_progress"])
 SURNAMES = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾"))
 GIVEN = np.array(list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华建国志红玉兰海燕"))
-AVAILABILITY_PATTERNS = [
-    {"mon": [["18:30", "21:00"]], "wed": [["18:30", "21:00"]], "sat": [["09:00", "17:00"]]},
-    {"sat": [["08:00", "18:00"]], "sun": [["08:00", "18:00"]]},
-    {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
-    {d: [["09:00", "11:30"], ["14:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
-]
+# the same weekly windows as the demo ("HH:MM-HH:MM", read in Asia/Shanghai)
+AVAILABILITY_PATTERNS = DEMO_AVAILABILITY
 REQUEST_TEXTS = {
     "hardship_relief": ["独居老人家中断粮，需要帮助采购", "低保户冬季取暖困难"],
     "employment": ["下岗职工想参加技能培训", "大学毕业生咨询创业补贴"],

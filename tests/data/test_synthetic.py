@@ -294,3 +294,11 @@ def test_refuses_an_existing_district(session) -> None:
     _generate(session, grids=2, buildings=0, volunteers=0, requests=10, network_edges_min=0)
     with pytest.raises(ValueError, match="already exists"):
         _generate(session, grids=2, buildings=0, volunteers=0, requests=0, network_edges_min=0)
+
+
+def test_volunteer_availability_is_what_intake_reads() -> None:
+    from data.synthetic import AVAILABILITY_PATTERNS
+    from layers.volunteers.service import validate_availability
+
+    for pattern in AVAILABILITY_PATTERNS:
+        assert validate_availability(pattern) == pattern
