@@ -414,11 +414,14 @@ def possible_duplicates(
     dlon = radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05)) * 1.01
     rows = session.execute(
         text(
-            # the open-status predicate is spelt out (not a bound array) so that the planner
-            # can use the partial index on open requests' points (ix_requests_open_geom_gist)
-            "SELECT id, number, status, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM requests"
-            f" WHERE category = :c AND {OPEN_STATUSES_SQL} AND id <> :ex"
-            " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+            # Open requests in the box first, through the partial index on open requests'
+            # points (its predicate spelt out, not a bound array, so the planner can match
+            # it); the category is filtered afterwards: left to itself, the planner would AND
+            # in the category index's bitmap (~500k rows at 1M requests, ~20 ms).
+            "WITH near AS MATERIALIZED (SELECT id, number, status, category, geom FROM requests"
+            f" WHERE {OPEN_STATUSES_SQL} AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))"
+            " SELECT id, number, status, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM near"
+            " WHERE category = :c AND id <> :ex"
         ),
         {
             "c": category,
