@@ -164,6 +164,8 @@ def test_csv_rows_become_requests_with_legal_event_chains(session, tmp_path: Pat
     report = import_requests(session=session, path=path, now=NOW)
     rep = report.layers["requests"]
     assert rep.inserted == len(rows) and rep.total_rejected == 0
+    # row triggers are back on for the rest of the transaction
+    assert session.scalar(text("SHOW session_replication_role")) == "origin"
     got = imported(session)
     assert len(got) == len(rows)
     n_events = 0
@@ -414,3 +416,23 @@ def test_cli_imports_and_refuses_with_a_clear_message(committed_db, tmp_path: Pa
     assert result.exit_code == 0 and "0 inserted" in result.output
     with committed_db.session() as s:
         assert table_counts(s) == after
+
+
+def test_without_superuser_the_foreign_keys_are_checked_row_by_row(
+    session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from layers.importers import requests_bulk
+
+    monkeypatch.setattr(requests_bulk, "_fk_triggers_skippable", lambda _s: False)
+    rows = sample_rows(session)
+    report = import_requests(session=session, path=write_csv(tmp_path / "h.csv", rows), now=NOW)
+    rep = report.layers["requests"]
+    assert rep.inserted == len(rows) and rep.stats["fk_checks"] == "per row"
+    assert session.scalar(text("SHOW session_replication_role")) == "origin"
+    orphans = session.scalar(
+        text(
+            "SELECT count(*) FROM request_events e LEFT JOIN requests r ON r.id = e.request_id "
+            "WHERE r.id IS NULL"
+        )
+    )
+    assert orphans == 0
