@@ -61,22 +61,28 @@ def test_summary_counts_errors_mismatches_and_expected_422() -> None:
         # row 4 got the wrong grid; row 5 is a server error; rows 0-1 are warm-up
         "answer": ["A", "B", "", "outside_jurisdiction", "B", "internal_error"],
     }
-    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    s = summarise(result, exp, warmup_s=1.0, duration_s=1.0, rate=10.0)
     assert s["sent"] == 4
     assert s["errors"] == 1 and s["error_kinds"] == {"500:internal_error": 1}
     assert s["mismatches"] == 1
     assert s["outside_422"] == 1 and s["triage"] == 1 and s["created"] == 2
     assert s["p50_ms"] == pytest.approx(20.0)
+    assert s["achieved_rps"] == 3.0  # answers completed in [1 s, 2 s): rows 2, 3 and 4
+    # a warm-up request answered inside the window counts towards throughput, not latency
+    result["latency"][1] = 1.0
+    s = summarise(result, exp, warmup_s=1.0, duration_s=1.0, rate=10.0)
+    assert s["achieved_rps"] == 4.0 and s["sent"] == 4 and s["p50_ms"] == pytest.approx(20.0)
+    result["latency"][1] = 0.5
     # a 201 where 422 was due is a mismatch too, and a 422 where a grid was due
     result["status"] = np.array([201, 201, 422, 201, 201, 201])
     result["answer"] = ["A", "B", "outside_jurisdiction", "X", "A", "A"]
-    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    s = summarise(result, exp, warmup_s=1.0, duration_s=1.0, rate=10.0)
     assert s["mismatches"] == 2 and s["errors"] == 0
     # requests the generator never got to send are not errors but infinitely late
     result["status"] = np.array([201, 201, 201, 422, 201, -2])
     result["answer"] = ["A", "B", "", "outside_jurisdiction", "A", "unsent"]
     result["latency"][5] = np.inf
-    s = summarise(result, exp, warmup_s=1.0, rate=10.0)
+    s = summarise(result, exp, warmup_s=1.0, duration_s=1.0, rate=10.0)
     assert s["unsent"] == 1 and s["errors"] == 0 and s["mismatches"] == 0
     assert s["p99_ms"] == float("inf") and s["p50_ms"] == pytest.approx(30.0)
 
