@@ -9,6 +9,7 @@ which today answers straight-line metres in the request's UTM zone (``distance_m
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -110,7 +111,8 @@ def rank_volunteers(
     dlon = max_radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05))
     rows = session.execute(
         text(
-            "SELECT id, name, ST_X(geom) AS lon, ST_Y(geom) AS lat, availability, active_load"
+            "SELECT id, name, ST_X(geom) AS lon, ST_Y(geom) AS lat,"
+            " availability::text AS availability, active_load"
             " FROM volunteers"
             " WHERE active AND :category = ANY(skills) AND active_load < load_limit"
             " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
@@ -128,9 +130,17 @@ def rank_volunteers(
             "n": CANDIDATE_LIMIT,
         },
     ).all()
-    candidates = [
-        r for r in rows if r.id not in exclude_ids and available_at(r.availability, now, tz)
-    ]
+    # Weekly schedules repeat a lot among hundreds of candidates: parse and evaluate each
+    # distinct one once (same JSON text, same answer; errors surface at the same row).
+    available: dict[str | None, bool] = {}
+
+    def is_available(schedule: str | None) -> bool:
+        if schedule not in available:
+            parsed = json.loads(schedule) if schedule is not None else None
+            available[schedule] = available_at(parsed, now, tz)
+        return available[schedule]
+
+    candidates = [r for r in rows if r.id not in exclude_ids and is_available(r.availability)]
     distances, method = distance_to_volunteers(
         session=session,
         lonlat=lonlat,
