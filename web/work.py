@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
 
 from data.catalogues import request_categories
+from layers.circles.service import walking_routes
 from layers.grids.service import grids_bounds
 from layers.volunteers.dashboard import volunteer_dashboard
 from web.auth import current_principal, policy
@@ -171,7 +172,19 @@ def volunteer():
 @policy("volunteers.me")
 def volunteer_me():
     """The signed-in volunteer's dashboard as JSON (the phone page refreshes from it)."""
-    data = volunteer_dashboard(session=db_session(), user_id=current_principal().user_id)
+    session = db_session()
+    data = volunteer_dashboard(session=session, user_id=current_principal().user_id)
+    me = data["volunteer"]
+    todo = data["mine"] + data["offers"]
+    routes = walking_routes(
+        session,
+        (me["lon"], me["lat"]),
+        [(r["lon"], r["lat"]) for r in todo],
+        settings=current_app.config["MINQING"],
+    )
+    for row, route in zip(todo, routes, strict=True):
+        row["route"] = route["geometry"] if route else None
+        row["route_m"] = route["distance_m"] if route else None
     for key in ("offers", "mine", "history"):
         for row in data[key]:
             for k, v in row.items():

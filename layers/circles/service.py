@@ -560,3 +560,40 @@ def walking_distances_m(
     if not np.isfinite(limit_m) and not np.isfinite(dist).all():
         return None  # unlimited search yet unreachable: another component
     return dist, "walk"
+
+
+def walking_routes(
+    session: Session,
+    from_lonlat: tuple[float, float],
+    to_lonlats: Any,
+    *,
+    settings: Settings | None = None,
+    limit_m: float = 5000.0,
+) -> list[dict[str, Any] | None]:
+    """Walking routes (GeoJSON LineString and metres) from one point to each target.
+
+    One search from the origin serves every target; a target off the network or beyond
+    ``limit_m`` gets None (the caller draws a straight line and says so).
+    """
+    settings = settings or Settings()
+    targets = np.asarray(to_lonlats, dtype=np.float64).reshape(-1, 2)
+    loaded = get_graph(session)
+    if loaded is None or not len(targets):
+        return [None] * len(targets)
+    limit = settings.walk_snap_limit_m
+    origin = loaded.snap_lonlat(np.asarray([from_lonlat], dtype=np.float64), max_snap_m=limit)
+    if not origin.ok[0]:
+        return [None] * len(targets)
+    snap = loaded.snap_lonlat(targets, max_snap_m=limit)
+    reach = reach_from(loaded.graph, origin, limit_m=limit_m)
+    dist, _ = distances_at(loaded.graph, reach, snap)
+    out: list[dict[str, Any] | None] = []
+    for j in range(len(targets)):
+        line = route_to(loaded.graph, reach, snap, j) if snap.ok[j] else None
+        if line is None or not np.isfinite(dist[j]):
+            out.append(None)
+            continue
+        out.append(
+            {"geometry": _line_geojson(loaded, line), "distance_m": round(float(dist[j]), 1)}
+        )
+    return out

@@ -104,6 +104,11 @@ def test_resident_leader_volunteer_round_trip(site, browser, open_page):
     login(vol, base, username, "/v")
     vol.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
     offer = vol.locator(f"#mq-offers li:has-text('{number}')")
+    assert "步行" in offer.locator(".meta").inner_text()  # walking distance
+    routed = vol.evaluate(
+        f"Minqing.state.work.data.offers.find(o => o.number === '{number}').route"
+    )
+    assert routed["type"] == "LineString" and len(routed["coordinates"]) >= 2
     with vol.expect_response(lambda r: r.url.endswith("/claim")) as claimed:
         offer.locator("button[data-action]").click()
     assert claimed.value.status == 200

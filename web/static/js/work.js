@@ -224,8 +224,9 @@
       row1.appendChild(el("strong", {}, r.number));
       row1.appendChild(statusBadge(r.status, labels));
       li.appendChild(row1);
-      var dist = r.distance_m != null ? Math.round(r.distance_m) + " m" +
-        (r.distance_method === "walk" ? " · " + labels.walking : "") : "";
+      var metres = r.route_m != null ? r.route_m : r.distance_m;
+      var walked = r.route_m != null || r.distance_method === "walk";
+      var dist = metres != null ? Math.round(metres) + " m" + (walked ? " · " + labels.walking : "") : "";
       li.appendChild(el("div", { class: "meta" },
         (config.categories[r.category] || r.category) + (dist ? " · " + dist : "") +
         (r.grid_name ? " · " + r.grid_name : "")));
@@ -260,9 +261,14 @@
         var mine = data.mine.indexOf(r) >= 0;
         L.circleMarker([r.lat, r.lon], { radius: 8, color: mine ? "#0aa" : "#4a90e2", fillOpacity: 0.9 })
           .bindTooltip(r.number).addTo(layer);
-        // the route to the request: walking when the graph is there, straight otherwise
-        L.polyline([[me.lat, me.lon], [r.lat, r.lon]], { color: mine ? "#0aa" : "#4a90e2",
-          weight: i === 0 ? 4 : 2, dashArray: r.distance_method === "walk" ? null : "6 6" }).addTo(layer);
+        // the walking route to the request; a dashed straight line where there is none
+        var style = { color: mine ? "#0aa" : "#4a90e2", weight: i === 0 ? 4 : 2 };
+        if (r.route) {
+          L.geoJSON(r.route, { style: style, interactive: false }).addTo(layer);
+        } else {
+          style.dashArray = "6 6";
+          L.polyline([[me.lat, me.lon], [r.lat, r.lon]], style).addTo(layer);
+        }
       });
     }
 
