@@ -36,15 +36,10 @@ import argparse
 import http.client
 import json
 import logging
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +52,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 
 from bench.common import (
     Timer,
+    app_server,
     append_results,
     emit,
     figure,
@@ -78,7 +74,7 @@ from geo.circles import (
     service_circles,
 )
 from geo.walk import Snap, WalkGraph, per_source_node_distances, reach_from
-from layers.config import PROJECT_ROOT, Settings
+from layers.config import Settings
 from layers.db import Database
 
 logger = logging.getLogger(__name__)
@@ -481,51 +477,6 @@ def bench_service_circles(net: Network, budget_m: float, width_m: float) -> floa
 # --------------------------------------------------------------------------- (c) the API
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def app_server(url: str, log_path: Path, workers: int = 2) -> Iterator[int]:
-    """``minqing serve`` on a free loopback port; stopped (this process only) on exit."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "MINQING_SECRET_KEY": os.environ.get("MINQING_SECRET_KEY", "bench-" + os.urandom(8).hex()),
-    }
-    cmd = [sys.executable, "-m", "web.cli", "serve", "--port", str(port)]
-    cmd += ["--workers", str(workers), "--escalate-every", "0"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the app server exited ({proc.returncode}); see {log_path}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the app server did not answer in 120 s; see {log_path}")
-            time.sleep(0.3)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _get(port: int, path: str) -> tuple[float, int, dict[str, Any]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     t0 = time.perf_counter()
@@ -561,7 +512,7 @@ def bench_nearest(
     ]
     out: dict[str, Any] = {"requests": n, "k": 5, "workers": 2}
     statuses: list[int] = []
-    with app_server(url, log_path) as port:
+    with app_server(url, log_path=log_path) as port:
         cold_ms, status, doc = _get(port, paths[0])
         statuses.append(status)
         out["cold_ms"] = round(cold_ms, 1)

@@ -155,3 +155,65 @@ def server_version(url: str) -> str:
         return f"PostgreSQL {pg}, PostGIS {postgis}"
     finally:
         engine.dispose()
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def app_server(
+    url: str,
+    *,
+    log_path: Path,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> Iterator[int]:
+    """``minqing serve`` (gunicorn, deadline timer off) on a free loopback port over ``url``;
+    yields the port once /health answers, stops the server on exit."""
+    import http.client
+    import subprocess
+
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "MINQING_SECRET_KEY": os.environ.get("MINQING_SECRET_KEY", "bench-" + uuid.uuid4().hex),
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-m", "web.cli", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers), "--escalate-every", "0"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=full_env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app server exited ({proc.returncode}); see {log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the app server did not answer in {timeout_s:.0f} s; see {log_path}"
+                )
+            time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -34,16 +34,11 @@ import http.client
 import json
 import logging
 import multiprocessing as mp
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +50,7 @@ from sqlalchemy import text
 
 from bench.common import (
     Timer,
+    app_server,
     append_results,
     emit,
     figure,
@@ -66,7 +62,6 @@ from bench.common import (
 from data.catalogues import request_categories
 from data.synthetic import current_generation, generate_district, live_grids
 from geo.assign import GridIndex
-from layers.config import PROJECT_ROOT
 from layers.db import Database
 
 logger = logging.getLogger(__name__)
@@ -213,54 +208,14 @@ def expected_outcome(district: dict[str, Any], lon: np.ndarray, lat: np.ndarray)
 # --------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def gunicorn(url: str, workers: int, log_path: Path) -> Iterator[int]:
-    """``minqing serve`` on a free loopback port (rate limit lifted, floor endpoint on)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "MINQING_INTAKE_RATE_LIMIT": "1000000000/1",
-        "MINQING_BENCH_FLOOR": "1",
-        "MINQING_SECRET_KEY": os.environ.get("MINQING_SECRET_KEY", "bench-" + os.urandom(8).hex()),
-    }
-    cmd = [sys.executable, "-m", "web.cli", "serve", "--port", str(port)]
-    cmd += ["--workers", str(workers), "--escalate-every", "0"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log_path}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer /health in 120 s; see {log_path}")
-            time.sleep(0.3)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-# --------------------------------------------------------------------------- load generator
+def gunicorn(url: str, workers: int, log_path: Path):
+    """``minqing serve`` with the rate limit lifted and the floor endpoint on."""
+    return app_server(
+        url,
+        log_path=log_path,
+        workers=workers,
+        env={"MINQING_INTAKE_RATE_LIMIT": "1000000000/1", "MINQING_BENCH_FLOOR": "1"},
+    )
 
 
 def _load_worker(args: dict[str, Any], conn_out: Any) -> None:

@@ -38,11 +38,7 @@ import functools
 import http.server
 import json
 import logging
-import os
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -66,6 +62,7 @@ from bench.common import (
     scratch_database,
     server_version,
 )
+from bench.common import app_server as common_app_server
 from layers.config import PROJECT_ROOT
 from layers.db import Database
 
@@ -305,60 +302,16 @@ def submit_ticket(base: str, url: str, grid_code: str) -> str | None:
 # --------------------------------------------------------------------------- servers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _minqing_cli() -> list[str]:
-    script = Path(sys.executable).parent / "minqing"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "web.cli"]
-
-
 @contextmanager
 def app_server(url: str, workers: int = 2) -> Iterator[str]:
-    """``minqing serve`` on a free port over the scratch database; its base URL."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "MINQING_SECRET_KEY": secrets.token_hex(16),
-    }
-    cmd = [*_minqing_cli(), "serve", "--port", str(port), "--workers", str(workers)]
-    cmd += ["--escalate-every", "0"]
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_healthy(base, proc, log)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, log: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"minqing serve exited: {log.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"minqing serve did not answer /health within {timeout_s:.0f} s")
-        time.sleep(0.2)
+    """``minqing serve`` over the scratch database; its base URL."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        common_app_server(
+            url, log_path=Path(tmp) / "serve.log", workers=workers, timeout_s=60
+        ) as port,
+    ):
+        yield f"http://127.0.0.1:{port}"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
