@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import layers.models  # noqa: F401  (every mapper registered before any session flushes)
 from layers.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
