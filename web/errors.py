@@ -31,7 +31,7 @@ _HTTP_TO_ERROR: dict[int, type[MinqingError]] = {
 
 def _wants_json() -> bool:
     path = request.path
-    if path.startswith(("/api/", "/health", "/tiles/")):
+    if path.startswith(("/api/", "/health", "/tiles/")) or path.endswith((".json", ".csv")):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"

@@ -115,3 +115,9 @@ def test_vendor_assets_only_from_declared_npm_packages(client) -> None:
     assert ok.status_code == 200 and b"Leaflet" in ok.data[:2000]
     assert client.get("/vendor/lodash/lodash.js").status_code == 404  # transitive, not declared
     assert client.get("/vendor/leaflet/../../pyproject.toml").status_code == 404
+
+
+def test_data_downloads_answer_errors_as_json(client) -> None:
+    resp = client.get("/staff/heat.json", headers={"Accept": "text/html"})
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "unauthorized"
