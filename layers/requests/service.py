@@ -641,7 +641,7 @@ def submit_request(
                 "triage",
                 actor=system,
                 now=now,
-                note="in no grid: community triage (grid gap flagged to planners)",
+                note="不在任何网格内：转社区分派（网格空缺已提示规划人员）",
                 data={"community_code": placed.community_code, "grid_gap": True},
             )
             _notify(session, event, "triage", users=_owner_people(session, req))
@@ -1191,7 +1191,7 @@ def rate_by_ticket(
                 req,
                 actor=Actor.system(),
                 now=now,
-                note=f"rating {rating} ≤ {REOPEN_AT_OR_BELOW}",
+                note=f"居民评价 {rating} 星（≤ {REOPEN_AT_OR_BELOW} 星自动重新办理）",
                 why="low_rating",
             )
         else:
@@ -1363,7 +1363,7 @@ def run_escalations(
                     actor=system,
                     now=now,
                     event_action="auto_closed",
-                    note="unrated for 7 days",
+                    note="办结后 7 天未评价，自动关闭",
                 )
                 req.closed_at = now
                 auto_closed += 1
