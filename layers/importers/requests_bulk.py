@@ -80,6 +80,7 @@ from layers.importers.service import (
     _transaction,
     reference_boxes,
 )
+from layers.importers.store import temp_table
 from layers.requests.schemas import MAX_TEXT_CHARS
 
 logger = logging.getLogger(__name__)
@@ -617,19 +618,13 @@ def _text_copy_payload(rows: _Rows) -> str:
 
 
 def _stage(session: Session, rows: _Rows) -> None:
-    session.execute(text("DROP TABLE IF EXISTS stage_req_num, stage_req_text"))
-    session.execute(
-        text(
-            "CREATE TEMP TABLE stage_req_num (row bigint, lon float8, lat float8, "
-            "created bigint, resolved bigint, closed bigint, kind smallint, rating smallint, "
-            "grid_id bigint, community_id bigint, occ int) ON COMMIT DROP"
-        )
+    temp_table(
+        session,
+        "stage_req_num",
+        "row bigint, lon float8, lat float8, created bigint, resolved bigint, closed bigint, "
+        "kind smallint, rating smallint, grid_id bigint, community_id bigint, occ int",
     )
-    session.execute(
-        text(
-            "CREATE TEMP TABLE stage_req_text (row bigint, category text, text text) ON COMMIT DROP"
-        )
-    )
+    temp_table(session, "stage_req_text", "row bigint, category text, text text")
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cur:
         with cur.copy(

@@ -66,6 +66,7 @@ from layers.importers.store import (
     copy_rows,
     ewkb_hex,
     replace_network,
+    temp_table,
     upsert_buildings,
     upsert_venues,
 )
@@ -246,11 +247,6 @@ def _transaction(session: Session) -> Iterator[None]:
     except BaseException:
         session.rollback()
         raise
-
-
-def _temp_table(session: Session, name: str, columns: str) -> None:
-    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-    session.execute(text(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP"))
 
 
 def _check_file(path: Path) -> None:
@@ -601,7 +597,7 @@ def _write_areas(session: Session, frame: gpd.GeoDataFrame, rep: LayerReport, o:
     if not rows:
         raise _nothing_valid(o.path, "areas", rep)
     srid = _utm_srid(np.array([r[5] for r in rows], dtype=object))
-    _temp_table(
+    temp_table(
         session,
         "stage_import_areas",
         "code text, name text, name_en text, level text, parent_code text, "
@@ -743,7 +739,7 @@ def _write_buildings(
         area_m2, levels_f, residential, known_households=known[idx]
     )
     rep.stats["households_estimated"] = int(estimated.sum())
-    _temp_table(
+    temp_table(
         session,
         "stage_import_buildings",
         "code text, name text, building_type text, levels int, residential bool, "
@@ -878,7 +874,7 @@ def _write_venues(session: Session, frame: gpd.GeoDataFrame, rep: LayerReport, o
         )
     if not rows:
         raise _nothing_valid(o.path, layer, rep)
-    _temp_table(
+    temp_table(
         session,
         "stage_import_venues",
         "osm_id text, category text, name text, opening_hours text, capacity int, "
@@ -982,7 +978,7 @@ def _write_volunteers(
         )
     if not rows:
         raise _nothing_valid(o.path, layer, rep)
-    _temp_table(
+    temp_table(
         session,
         "stage_import_volunteers",
         "name text, phone text, skills varchar(32)[], community_id bigint, load_limit int, "
@@ -1078,7 +1074,7 @@ def _write_grids(session: Session, frame: gpd.GeoDataFrame, rep: LayerReport, o:
     if not rows:
         raise _nothing_valid(o.path, layer, rep)
     srid = _utm_srid(np.array([r[5] for r in rows], dtype=object))
-    _temp_table(
+    temp_table(
         session,
         "stage_import_grids",
         "code text, name text, community_code text, households int, population int, "

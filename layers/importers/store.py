@@ -63,6 +63,12 @@ def copy_rows(
     return n
 
 
+def temp_table(session: Session, name: str, columns_ddl: str) -> None:
+    """A temporary staging table with explicit columns, dropped at commit."""
+    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    session.execute(text(f"CREATE TEMP TABLE {name} ({columns_ddl}) ON COMMIT DROP"))
+
+
 def stage(session: Session, like: str, name: str, columns: Sequence[str]) -> None:
     """A temporary table with ``columns`` of ``like`` (no constraints), dropped at commit."""
     session.execute(text(f"DROP TABLE IF EXISTS {name}"))
