@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,6 +93,17 @@ class Actor:
     @classmethod
     def resident(cls) -> Actor:
         return cls(kind="resident")
+
+
+@contextmanager
+def _unit_of_work(session: Session) -> Iterator[None]:
+    """Each service call owns its transaction: commit on success, roll back on any error."""
+    try:
+        yield
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
 
 
 def _now(now: datetime | None) -> datetime:
@@ -559,7 +571,7 @@ def submit_request(
     """Intake in one transaction: place, offer, find duplicates, set the deadline, append the
     first events and the outbox rows. 422 ``outside_jurisdiction`` stores nothing."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         if idempotency is not None:
             replay = _claim_idempotency_key(session, idempotency, now)
             if replay is not None:
@@ -671,10 +683,6 @@ def submit_request(
                 )
                 .values(status_code=201, response=body, request_id=req.id)
             )
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     logger.info("request %s submitted: %s %s", req.number, req.status, placed.grid_code)
     return SubmitOutcome(status_code=201, body=body, request_id=req.id, ticket=ticket)
 
@@ -720,7 +728,7 @@ def claim_request(
     """First offered volunteer to claim wins atomically; the others get 409
     ``already_claimed``."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id, lock=False)
         access = access_to(session, actor, req)
         if access.volunteer_id is None:
@@ -768,10 +776,6 @@ def claim_request(
             now=now,
             data={"volunteer_id": access.volunteer_id, "points": pts},
         )
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -786,14 +790,10 @@ def start_request(
 ) -> Request:
     """The assignee (or staff) starts work: claimed → in_progress."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=True)
         _transition(session, req, "start", actor=actor, now=now)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -802,7 +802,7 @@ def resolve_request(
 ) -> Request:
     """Record what was done; the resident may now rate it (or it closes itself in 7 days)."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=True)
 
@@ -822,10 +822,6 @@ def resolve_request(
         )
         _add_points(session, req.assignee_id, "resolve")
         req.resolved_at = now
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -859,14 +855,10 @@ def reopen_request(
 ) -> Request:
     """Staff reopen a resolved or rated request: back to ``assigned`` with a new deadline."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         _reopen(session, req, actor=actor, now=now, note=note, why="staff")
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -875,7 +867,7 @@ def reject_request(
 ) -> Request:
     """Reject with a reason (not counted as received in the metrics)."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         _transition(
@@ -888,10 +880,6 @@ def reject_request(
             before=lambda: _release_load(session, req, clear=True),
         )
         req.closed_at = now
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -914,7 +902,7 @@ def mark_duplicate(
 ) -> Request:
     """Link to the request this one repeats (by id or number)."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         if duplicate_of is None:
@@ -942,10 +930,6 @@ def mark_duplicate(
             before=before,
         )
         req.closed_at = now
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -986,7 +970,7 @@ def assign_request(
 ) -> Request:
     """Community / street staff hand a triaged request to a grid (the deadline keeps running)."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         grid = _live_grid(session, grid_code)
@@ -1007,10 +991,6 @@ def assign_request(
             users=_grid_people(session, req.grid_id),
             volunteers=[o["volunteer_id"] for o in offers],
         )
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -1030,7 +1010,7 @@ def reassign_request(
     now = _now(now)
     if (volunteer_id is None) == (grid_code is None):
         raise BadRequest("missing_field", field="volunteer_id or grid_code (exactly one)")
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         volunteers: list[int] = []
@@ -1095,10 +1075,6 @@ def reassign_request(
             users=_grid_people(session, req.grid_id) if target_grid is not None else (),
             volunteers=volunteers,
         )
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -1133,14 +1109,10 @@ def escalate_request(
 ) -> Request:
     """By hand: one level up (grid → community → street → district), new level deadline."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _load(session, request_id)
         _require_staff_or_assignee(access_to(session, actor, req), assignee_ok=False)
         _escalate(session, req, actor=actor, now=now, note=note, why="by hand")
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -1166,7 +1138,7 @@ def rate_by_ticket(
 ) -> Request:
     """The resident rates the resolution: ≥ 3 closes it, ≤ 2 reopens it automatically."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _by_ticket(session, ticket, lock=True)
         pts = points_for(f"rating_{rating}")
 
@@ -1199,10 +1171,6 @@ def rate_by_ticket(
                 session, req, "close", actor=Actor.system(), now=now, data={"rating": rating}
             )
             req.closed_at = now
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -1211,7 +1179,7 @@ def withdraw_by_ticket(
 ) -> Request:
     """The resident withdraws their request."""
     now = _now(now)
-    try:
+    with _unit_of_work(session):
         req = _by_ticket(session, ticket, lock=True)
         assignee = req.assignee_id
         event = _transition(
@@ -1226,10 +1194,6 @@ def withdraw_by_ticket(
         req.closed_at = now
         if assignee is not None:
             _notify(session, event, "withdrawn", volunteers=[assignee])
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return req
 
 
@@ -1322,7 +1286,7 @@ def run_escalations(
     sources = [s.value for s in TRANSITIONS["escalate"][0]]
     escalated = auto_closed = 0
     system = Actor.system()
-    try:
+    with _unit_of_work(session):
         while True:
             ids = session.scalars(
                 select(Request.id)
@@ -1373,10 +1337,6 @@ def run_escalations(
         purged = session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.created_at < now - IDEMPOTENCY_TTL)
         ).rowcount
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     if escalated or auto_closed:
         logger.info("deadline job: %d escalated, %d auto-closed", escalated, auto_closed)
     return {"escalated": escalated, "auto_closed": auto_closed, "expired_keys": purged or 0}
