@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import networkx as nx
 import numpy as np
 import pytest
@@ -14,7 +9,6 @@ from shapely.geometry import LineString
 
 from bench.circles_bench import nx_graph
 from geo.walk import build_walk_graph
-from layers.config import PROJECT_ROOT
 
 
 def test_nx_graph_keeps_the_shortest_parallel_edge_and_drops_self_loops() -> None:
@@ -35,20 +29,8 @@ def test_nx_graph_keeps_the_shortest_parallel_edge_and_drops_self_loops() -> Non
 
 
 @pytest.mark.slow
-def test_quick_circles_bench_checks_pass(server_url: str, tmp_path) -> None:
-    results = tmp_path / "RESULTS.md"
-    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.circles_bench", "--quick"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_quick_circles_bench_checks_pass(run_quick_bench) -> None:
+    figures, results, _stdout = run_quick_bench("circles_bench", timeout=600)
     assert figures["bench"] == "circles" and figures["mode"] == "quick"
     assert figures["checks_pass"] and all(figures["checks"].values())
     for name in ("demo", "synthetic"):

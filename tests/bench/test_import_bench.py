@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import shapely
 
 from bench.import_bench import bench_points
 from data.synthetic import shared_vertices, synthetic_grids
-from layers.config import PROJECT_ROOT
 
 
 def test_point_mix_has_border_and_outside_points() -> None:
@@ -38,21 +32,8 @@ def test_point_mix_has_border_and_outside_points() -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_agrees_with_postgis(server_url: str, tmp_path) -> None:
-    results = tmp_path / "RESULTS.md"
-    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.import_bench", "--quick"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    figures = json.loads(last)
+def test_quick_bench_agrees_with_postgis(run_quick_bench) -> None:
+    figures, results, _stdout = run_quick_bench("import_bench", timeout=300)
     assert figures["bench"] == "import" and figures["mode"] == "quick"
     assert figures["mismatches"] == 0
     assert figures["vectorised_pts_per_s"] > 0 and figures["postgis_pts_per_s"] > 0

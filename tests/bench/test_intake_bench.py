@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import shapely
 
 from bench.intake_bench import bench_points, expected_outcome, summarise
 from data.synthetic import synthetic_grids
-from layers.config import PROJECT_ROOT
 
 
 def small_district() -> dict:
@@ -88,20 +82,8 @@ def test_summary_counts_errors_mismatches_and_expected_422() -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_has_no_errors_or_mismatches(server_url: str, tmp_path) -> None:
-    results = tmp_path / "RESULTS.md"
-    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.intake_bench", "--quick"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_quick_bench_has_no_errors_or_mismatches(run_quick_bench) -> None:
+    figures, results, _stdout = run_quick_bench("intake_bench", timeout=300)
     assert figures["bench"] == "intake" and figures["mode"] == "quick"
     intake, floor = figures["intake"], figures["floor"]
     assert intake["errors"] == 0 and intake["mismatches"] == 0

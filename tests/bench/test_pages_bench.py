@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +16,6 @@ from bench.pages_bench import (
     table,
     verdict,
 )
-from layers.config import PROJECT_ROOT
 
 
 def _m(idle_ms: float | None, bytes_: int, *, idle: bool = True) -> Measurement:
@@ -55,22 +50,10 @@ def test_table_has_one_row_per_measurement() -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_reaches_idle_on_every_page(server_url: str, tmp_path: Path) -> None:
+def test_quick_bench_reaches_idle_on_every_page(run_quick_bench) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: ./run.sh installs Debian's chromium")
-    results = tmp_path / "RESULTS.md"
-    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.pages_bench", "--quick"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures, results, _stdout = run_quick_bench("pages_bench", timeout=400)
     assert figures["bench"] == "pages" and figures["mode"] == "quick"
     assert figures["counts"]["buildings"] == figures["buildings"] == 5_000
     cells = {(p["page"], p["viewport"]): p for p in figures["pages"]}

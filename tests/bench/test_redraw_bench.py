@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import shapely
@@ -15,7 +10,6 @@ from shapely.geometry import Polygon
 from bench.redraw_bench import lattice_redraw
 from data.synthetic import synthetic_grids
 from geo.validation import UtmProjector
-from layers.config import PROJECT_ROOT
 
 
 def test_lattice_redraw_tiles_the_community_with_new_boundaries() -> None:
@@ -41,20 +35,8 @@ def test_lattice_redraw_tiles_the_community_with_new_boundaries() -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_runs_and_agrees_with_the_naive_baseline(server_url: str, tmp_path) -> None:
-    results = tmp_path / "RESULTS.md"
-    env = {**os.environ, "DATABASE_URL": server_url, "MINQING_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.redraw_bench", "--quick", "--repeats", "2"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_quick_bench_runs_and_agrees_with_the_naive_baseline(run_quick_bench) -> None:
+    figures, results, stdout = run_quick_bench("redraw_bench", "--repeats", "2", timeout=300)
     assert figures["bench"] == "redraw" and figures["mode"] == "quick"
     assert figures["mismatches"] == 0
     for key in ("a_total_s", "b_total_s", "c_total_s", "publish_s", "undo_s", "a_naive_s"):
@@ -65,6 +47,6 @@ def test_quick_bench_runs_and_agrees_with_the_naive_baseline(server_url: str, tm
     assert figures["publish_requests_rehomed"] > 0
     assert figures["undo_requests_rehomed"] == figures["publish_requests_rehomed"]
     assert set(figures["targets_met"]) == {"a", "b", "c", "publish"}
-    assert "(a) full redraw: validation + impact:" in proc.stdout
+    assert "(a) full redraw: validation + impact:" in stdout
     text = results.read_text(encoding="utf-8")
     assert "## redraw bench (quick)" in text and '"mismatches": 0' in text
