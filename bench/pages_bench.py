@@ -164,20 +164,6 @@ PROBE_JS = """
 
 # --------------------------------------------------------------------------- the district
 
-# data.synthetic writes availability windows as ["08:00", "18:00"] pairs while
-# layers.volunteers reads "08:00-18:00" strings (any intake near such a volunteer answers 400
-# invalid_availability): the bench rewrites them so that a request can be submitted.
-NORMALISE_AVAILABILITY = """
-UPDATE volunteers SET availability = (
-    SELECT coalesce(jsonb_object_agg(d.key, (
-        SELECT coalesce(jsonb_agg(CASE WHEN jsonb_typeof(w) = 'array'
-                                       THEN to_jsonb((w->>0) || '-' || (w->>1)) ELSE w END),
-                        '[]'::jsonb)
-        FROM jsonb_array_elements(d.value) w)), '{}'::jsonb)
-    FROM jsonb_each(availability::jsonb) d)
-WHERE availability IS NOT NULL AND availability::text LIKE '%[[%'
-"""
-
 
 @dataclass
 class Site:
@@ -206,7 +192,6 @@ def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, di
                 network_edges_min=sizes["network_edges"],
                 seed=seed,
             )
-            fixed = session.execute(text(NORMALISE_AVAILABILITY)).rowcount
             step = max(1, sizes["buildings"] // (VENUES_PER_GRID * sizes["grids"]))
             cats = "ARRAY[" + ",".join(f"'{c}'" for c in VENUE_CATEGORIES) + "]"
             session.execute(
@@ -252,12 +237,6 @@ def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, di
                         {"u": user.id, "v": vol_id},
                     )
                 usernames[who] = username
-            if fixed:
-                logger.warning(
-                    "%d synthetic volunteers had availability windows as [start, end] pairs; "
-                    "rewritten as 'HH:MM-HH:MM' (what layers.volunteers parses)",
-                    fixed,
-                )
             counts = {
                 name: int(session.scalar(text(f"SELECT count(*) FROM {name}")) or 0)
                 for name in ("grids", "buildings", "venues", "volunteers", "requests")
