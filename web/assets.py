@@ -37,6 +37,15 @@ def static(filename: str):
     return send_from_directory(STATIC_DIR, filename, max_age=300)
 
 
+@bp.get("/favicon.ico")
+@policy("assets.read")
+def favicon():
+    """Browsers ask for it on every page; an answer keeps their consoles clean."""
+    return send_from_directory(
+        STATIC_DIR / "img", "favicon.svg", mimetype="image/svg+xml", max_age=ONE_DAY_S
+    )
+
+
 @bp.get("/vendor/<path:filename>")
 @policy("assets.read")
 def vendor(filename: str):

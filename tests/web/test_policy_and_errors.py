@@ -121,3 +121,8 @@ def test_data_downloads_answer_errors_as_json(client) -> None:
     resp = client.get("/staff/heat.json", headers={"Accept": "text/html"})
     assert resp.status_code == 401
     assert resp.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_favicon_is_served(client) -> None:
+    resp = client.get("/favicon.ico")
+    assert resp.status_code == 200 and resp.mimetype == "image/svg+xml"
