@@ -105,7 +105,7 @@ class Reach:
 
     node_dist_m: np.ndarray  # (n,) metres, inf where unreached (or beyond the limit)
     node_source: np.ndarray  # (n,) index into ``sources``, -1 where unreached
-    predecessors: np.ndarray  # (n,) previous node index; >= n_nodes means a virtual source
+    predecessors: np.ndarray | None  # (n,) previous node; >= n_nodes: a virtual source
     sources: Snap
     source_start_m: np.ndarray  # (k,) distance already walked at each source's snapped point
     limit_m: float
@@ -294,18 +294,28 @@ def _start_m(sources: Snap, access: bool) -> np.ndarray:
 
 
 def reach_from(
-    graph: WalkGraph, sources: Snap, *, limit_m: float = np.inf, access: bool = True
+    graph: WalkGraph,
+    sources: Snap,
+    *,
+    limit_m: float = np.inf,
+    access: bool = True,
+    predecessors: bool = True,
 ) -> Reach:
     """Multi-source Dijkstra (``min_only``): every node's distance to its nearest source.
 
     Sources with ``edge == -1`` are ignored. With ``access`` a source's access leg (its snap
     distance) counts as already walked. Nodes beyond ``limit_m`` are left unreached (inf).
+    Without ``predecessors`` (no routes wanted) one source is searched from its edge's two
+    ends on the graph as it is, without building the graph plus a virtual node (~3× faster;
+    ``Reach.predecessors`` is then None).
     """
     ok = np.flatnonzero(sources.ok)
     n = graph.n_nodes
     start = _start_m(sources, access)
     if not len(ok) or not n:
         return Reach(np.full(n, np.inf), np.full(n, -1), np.full(n, -9999), sources, start, limit_m)
+    if len(ok) == 1 and not predecessors:
+        return _reach_from_one(graph, sources, int(ok[0]), start, limit_m)
     aug = _augmented(graph, sources.take(ok), start[ok])
     limit = np.inf if limit_m is None else float(limit_m)
     dist, pred, src = dijkstra(
@@ -322,6 +332,26 @@ def reach_from(
     virtual = p >= n
     p[virtual] = n + ok[p[virtual] - n]
     return Reach(dist[:n], node_source, p, sources, start, limit)
+
+
+def _reach_from_one(
+    graph: WalkGraph, sources: Snap, i: int, start: np.ndarray, limit_m: float
+) -> Reach:
+    """``reach_from`` for the single source ``i``: the best of its edge's two ends."""
+    n = graph.n_nodes
+    e = sources.edge[i]
+    to_u = start[i] + sources.offset_m[i]
+    to_v = start[i] + graph.edge_length_m[e] - sources.offset_m[i]
+    limit = np.inf if limit_m is None else float(limit_m)
+    budget = limit - min(to_u, to_v)
+    if budget < 0:
+        return Reach(np.full(n, np.inf), np.full(n, -1), None, sources, start, limit)
+    d = dijkstra(
+        graph.matrix, directed=True, indices=[graph.edge_u[e], graph.edge_v[e]], limit=budget
+    )
+    dist = np.minimum(d[0] + to_u, d[1] + to_v)
+    dist[dist > limit] = np.inf
+    return Reach(dist, np.where(np.isfinite(dist), i, -1), None, sources, start, limit)
 
 
 def per_source_node_distances(

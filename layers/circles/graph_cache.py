@@ -4,7 +4,11 @@ DESIGN §5: caches held by a worker are keyed by version and checked on every re
 network import through one worker is seen by all. ``get`` reads the current
 ``network_versions`` id (one indexed query) and rebuilds only when it changed; ``rebuild``
 forces it. Venue and building snaps are cached beside the graph, keyed by their coordinates,
-so repeated requests do not snap the same points again.
+so repeated requests do not snap the same points again; ``snap_points_keyed`` memoises
+single points (volunteer homes) by key and coordinates.
+
+A caller that already read the version in one of its own queries passes it to ``get`` and
+saves the round trip.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from geo.walk import Snap, WalkGraph, build_walk_graph, snap_points
 
 logger = logging.getLogger(__name__)
 
+#: points memoised by ``snap_points_keyed`` per graph (a district's volunteers fit)
+POINT_SNAP_MEMO = 250_000
+
 
 @dataclass
 class LoadedGraph:
@@ -35,6 +42,7 @@ class LoadedGraph:
     to_xy: pyproj.Transformer
     to_lonlat: pyproj.Transformer
     _snaps: dict[tuple, Snap] = field(default_factory=dict)
+    _point_snaps: dict[tuple, tuple] = field(default_factory=dict)
 
     def xy(self, lonlat: np.ndarray) -> np.ndarray:
         """Project (k, 2) lon/lat to (k, 2) metres."""
@@ -62,6 +70,32 @@ class LoadedGraph:
                 self._snaps.clear()
             self._snaps[(key, max_snap_m)] = snap
         return snap
+
+    def snap_points_keyed(self, lonlat: np.ndarray, keys: list, *, max_snap_m: float) -> Snap:
+        """Snap lon/lat points, memoising each one by (key, lon, lat) for this version: homes
+        of the same volunteers are offered again and again, snapping them once is enough."""
+        arr = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
+        memo = self._point_snaps
+        found = [
+            memo.get((k, x, y, max_snap_m)) for k, (x, y) in zip(keys, arr.tolist(), strict=True)
+        ]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            snap = snap_points(self.graph, self.xy(arr[missing]), max_snap_m=max_snap_m)
+            if len(memo) + len(missing) > POINT_SNAP_MEMO:
+                memo.clear()
+            for j, i in enumerate(missing):
+                x, y = arr[i]
+                found[i] = (
+                    snap.edge[j],
+                    snap.offset_m[j],
+                    snap.snap_m[j],
+                    *snap.point_xy[j],
+                    *snap.snapped_xy[j],
+                )
+                memo[(keys[i], float(x), float(y), max_snap_m)] = found[i]
+        cols = np.array(found, dtype=np.float64).reshape(-1, 7)
+        return Snap(cols[:, 0].astype(np.int64), cols[:, 1], cols[:, 2], cols[:, 3:5], cols[:, 5:7])
 
 
 def current_version(session: Session) -> int | None:
@@ -111,27 +145,37 @@ class GraphCache:
         bind = session.get_bind()
         return str(getattr(bind, "engine", bind).url)
 
-    def get(self, session: Session) -> LoadedGraph | None:
-        """The graph of the current version (rebuilt if the version changed), or None."""
-        version = current_version(session)
+    def get(self, session: Session, version: int | None = None) -> LoadedGraph | None:
+        """The graph of the current version (rebuilt if the version changed), or None.
+
+        ``version``: the current ``network_versions`` id when the caller just read it."""
+        if version is None:
+            version = current_version(session)
         if version is None:
             return None
         key = self._db_key(session)
         entry = self._entries.get(key)
         if entry is not None and entry.version == version:
             return entry
-        return self.rebuild(session)
+        with self._lock:  # one build per version, however many threads ask at once
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                return entry
+            return self._build(session, key)
 
     def rebuild(self, session: Session) -> LoadedGraph | None:
         """Build the graph of the current version now, replacing the cached one."""
         key = self._db_key(session)
         with self._lock:
-            loaded = load_graph(session)
-            if loaded is None:
-                self._entries.pop(key, None)
-            else:
-                self._entries[key] = loaded
-            return loaded
+            return self._build(session, key)
+
+    def _build(self, session: Session, key: str) -> LoadedGraph | None:
+        loaded = load_graph(session)
+        if loaded is None:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = loaded
+        return loaded
 
     def clear(self) -> None:
         with self._lock:
@@ -141,9 +185,9 @@ class GraphCache:
 CACHE = GraphCache()
 
 
-def get_graph(session: Session) -> LoadedGraph | None:
+def get_graph(session: Session, version: int | None = None) -> LoadedGraph | None:
     """The current walking graph for this worker (see ``GraphCache.get``)."""
-    return CACHE.get(session)
+    return CACHE.get(session, version)
 
 
 def rebuild(session: Session) -> LoadedGraph | None:

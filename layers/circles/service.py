@@ -531,10 +531,14 @@ def walking_distances_m(
     *,
     settings: Settings | None = None,
     limit_m: float = float("inf"),
+    target_keys: list | None = None,
+    network_version: int | None = None,
 ) -> tuple[np.ndarray, str] | None:
     """Walking metres from one WGS84 point to each of ``to_lonlats`` ((k, 2) lon/lat).
 
-    The search stops at ``limit_m``; targets beyond it come back as ``inf``.
+    The search stops at ``limit_m``; targets beyond it come back as ``inf``. With
+    ``target_keys`` (e.g. volunteer ids) each target's snap is memoised for the graph's
+    version; ``network_version`` is the current version when the caller already read it.
 
     Returns ``(metres, "walk")`` when a walking graph exists and every point snaps within the
     snap limit (access legs included); otherwise None, and the caller falls back to
@@ -545,17 +549,20 @@ def walking_distances_m(
     origin = np.asarray(from_lonlat, dtype=np.float64).reshape(1, 2)
     if not np.isfinite(origin).all() or not np.isfinite(targets).all():
         return None
-    loaded = get_graph(session)
+    loaded = get_graph(session, network_version)
     if loaded is None:
         return None
     limit = settings.walk_snap_limit_m
     o = loaded.snap_lonlat(origin, max_snap_m=limit)
     if not len(targets):
         return (np.zeros(0), "walk") if o.ok[0] else None
-    t = loaded.snap_lonlat(targets, max_snap_m=limit)
+    if target_keys is not None:
+        t = loaded.snap_points_keyed(targets, target_keys, max_snap_m=limit)
+    else:
+        t = loaded.snap_lonlat(targets, max_snap_m=limit)
     if not o.ok[0] or not t.ok.all():
         return None
-    reach = reach_from(loaded.graph, o, limit_m=limit_m)
+    reach = reach_from(loaded.graph, o, limit_m=limit_m, predecessors=False)
     dist, _ = distances_at(loaded.graph, reach, t)
     if not np.isfinite(limit_m) and not np.isfinite(dist).all():
         return None  # unlimited search yet unreachable: another component

@@ -47,6 +47,14 @@ class Request(Base):
             postgresql_using="gist",
             postgresql_where=text(OPEN_STATUSES_SQL),
         ),
+        # possible duplicates: nearest open requests of one category (migration 0004)
+        Index(
+            "ix_requests_open_category_geom_gist",
+            "category",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text(OPEN_STATUSES_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

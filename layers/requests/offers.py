@@ -2,9 +2,14 @@
 
 Suitable = active, the category among their skills, available now by their weekly schedule
 (read in the configured zone) and below their load limit. Ranked by distance, ties (to the
-metre) by lower load, then id. Distance comes from ONE function, ``distance_to_volunteers``,
-which today answers straight-line metres in the request's UTM zone (``distance_method``
-"straight_line"); the service-circle work swaps in walking distance behind it.
+metre) by lower load, then id. Distance comes from ONE function, ``distance_to_volunteers``:
+walking metres along the network when the walking graph exists (``distance_method`` "walk"),
+straight-line metres in the request's UTM zone otherwise ("straight_line").
+
+The search is exact and small: candidates come from the (category, geom) KNN index of
+``volunteer_skill_points`` in growing batches; walking is never shorter than the straight
+line, so once ``k`` candidates lie within a walking bound that no unread candidate can beat,
+the answer is final. A district of 100k volunteers reads a few dozen rows per offer.
 """
 
 from __future__ import annotations
@@ -27,14 +32,25 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_K = 5
 DEFAULT_MAX_RADIUS_M = 5000.0
-# Nearest candidates (by index order) fetched before the exact filter and distance.
-CANDIDATE_LIMIT = 400
+#: first batch of nearest skill holders read per offer; each further batch is 4× larger
+FIRST_BATCH = 48
 STRAIGHT_LINE = "straight_line"
 WALK = "walk"
-_M_PER_DEG_LAT = 111_320.0
-# First walking bound for the nearest k: factor × the k-th straight-line metres + margin.
-EARLY_STOP_FACTOR = 1.6
-EARLY_STOP_MARGIN_M = 300.0
+#: a meridian degree is ≥ 110,574 m, a parallel degree 111,320 m × cos(lat)
+_M_PER_DEG_LAT_MIN = 110_574.0
+_M_PER_DEG_LON_EQUATOR = 111_320.0
+#: two candidates within this many metres of each other could round to the same metre
+_ROUNDING_MARGIN_M = 2.0
+
+_CANDIDATES_SQL = text(
+    "SELECT v.id, v.name, ST_X(v.geom) AS lon, ST_Y(v.geom) AS lat,"
+    " v.availability::text AS availability, v.active_load,"
+    " s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS deg,"
+    " (SELECT max(id) FROM network_versions) AS network_version"
+    " FROM volunteer_skill_points s JOIN volunteers v ON v.id = s.volunteer_id"
+    " WHERE s.category = :category AND v.active AND v.active_load < v.load_limit"
+    " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n"
+)
 
 
 @dataclass(frozen=True)
@@ -46,52 +62,45 @@ class RankedVolunteer:
     active_load: int
 
 
+def straight_metres(lonlat: tuple[float, float], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Straight-line metres from ``lonlat`` to each point, in the UTM zone of ``lonlat``."""
+    epsg = f"EPSG:{utm_epsg_for_lonlat(lonlat[0], lonlat[1])}"
+    x, y = from_wgs84(np.r_[lonlat[0], lon], np.r_[lonlat[1], lat], epsg)
+    return np.hypot(x[1:] - x[0], y[1:] - y[0])
+
+
 def distance_to_volunteers(
     *,
     session: Session,
     lonlat: tuple[float, float],
     targets_lonlat: Sequence[tuple[int, float, float]],
-    max_radius_m: float = 5000.0,
-    nearest_k: int | None = None,
+    limit_m: float = DEFAULT_MAX_RADIUS_M,
+    network_version: int | None = None,
 ) -> tuple[dict[int, float], str]:
     """Metres from ``lonlat`` to each ``(volunteer_id, lon, lat)`` and the method used.
 
     Walking metres along the network when the walking graph exists and every point lies near
-    a path (``walk``; a volunteer farther than ``max_radius_m`` on foot gets ``inf``);
-    straight-line metres in the UTM zone of ``lonlat`` otherwise (``straight_line``).
-
-    With ``nearest_k`` only the ``nearest_k`` nearest need exact metres: the walking search
-    first stops at a bound guessed from the straight-line metres. Everyone within the bound on
-    foot comes back exact; the others are farther (``inf`` or an overestimate). When at least
-    ``nearest_k`` lie within ``bound - 2`` m, everyone beyond the bound rounds to a larger
-    metre than the ``nearest_k``-th, so the nearest ``nearest_k``, their metres and their
-    order (ties to the metre included) are those of the full search; otherwise the search is
-    redone up to ``max_radius_m``.
+    a path (``walk``; a volunteer farther than ``limit_m`` on foot gets ``inf``); straight-line
+    metres in the UTM zone of ``lonlat`` otherwise (``straight_line``).
     """
     if not targets_lonlat:
         return {}, STRAIGHT_LINE
-    epsg = f"EPSG:{utm_epsg_for_lonlat(lonlat[0], lonlat[1])}"
     ids = [t[0] for t in targets_lonlat]
-    lon_a = np.array([lonlat[0]] + [t[1] for t in targets_lonlat])
-    lat_a = np.array([lonlat[1]] + [t[2] for t in targets_lonlat])
-    x_utm, y_utm = from_wgs84(lon_a, lat_a, epsg)
-    d_m = np.hypot(x_utm[1:] - x_utm[0], y_utm[1:] - y_utm[0])
+    lon = np.array([t[1] for t in targets_lonlat], dtype=np.float64)
+    lat = np.array([t[2] for t in targets_lonlat], dtype=np.float64)
     from layers.circles.service import walking_distances_m
 
-    targets = np.column_stack([lon_a[1:], lat_a[1:]])
-    walked = None
-    if nearest_k is not None and len(d_m) >= nearest_k:
-        bound_m = EARLY_STOP_FACTOR * float(np.partition(d_m, nearest_k - 1)[nearest_k - 1])
-        bound_m += EARLY_STOP_MARGIN_M
-        if bound_m < max_radius_m:
-            walked = walking_distances_m(session, lonlat, targets, limit_m=bound_m)
-            if walked is not None and (walked[0] <= bound_m - 2.0).sum() < nearest_k:
-                walked = None  # not enough volunteers surely inside: search the full radius
-    if walked is None:
-        walked = walking_distances_m(session, lonlat, targets, limit_m=max_radius_m)
+    walked = walking_distances_m(
+        session,
+        lonlat,
+        np.column_stack([lon, lat]),
+        limit_m=limit_m,
+        target_keys=ids,
+        network_version=network_version,
+    )
     if walked is not None:
-        return {vid: float(d) for vid, d in zip(ids, walked[0], strict=True)}, WALK
-    return {vid: float(d) for vid, d in zip(ids, d_m, strict=True)}, STRAIGHT_LINE
+        return dict(zip(ids, walked[0].tolist(), strict=True)), WALK
+    return dict(zip(ids, straight_metres(lonlat, lon, lat).tolist(), strict=True)), STRAIGHT_LINE
 
 
 def rank_volunteers(
@@ -105,33 +114,15 @@ def rank_volunteers(
     max_radius_m: float = DEFAULT_MAX_RADIUS_M,
     exclude_ids: frozenset[int] = frozenset(),
 ) -> tuple[list[RankedVolunteer], str]:
-    """Top ``k`` suitable volunteers within ``max_radius_m`` of ``lonlat``, and the method."""
-    lon, lat = lonlat
-    dlat = max_radius_m / _M_PER_DEG_LAT
-    dlon = max_radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05))
-    rows = session.execute(
-        text(
-            "SELECT id, name, ST_X(geom) AS lon, ST_Y(geom) AS lat,"
-            " availability::text AS availability, active_load"
-            " FROM volunteers"
-            " WHERE active AND :category = ANY(skills) AND active_load < load_limit"
-            " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-            " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
-            " LIMIT :n"
-        ),
-        {
-            "category": category,
-            "x0": lon - dlon,
-            "y0": lat - dlat,
-            "x1": lon + dlon,
-            "y1": lat + dlat,
-            "lon": lon,
-            "lat": lat,
-            "n": CANDIDATE_LIMIT,
-        },
-    ).all()
-    # Weekly schedules repeat a lot among hundreds of candidates: parse and evaluate each
-    # distinct one once (same JSON text, same answer; errors surface at the same row).
+    """Top ``k`` suitable volunteers within ``max_radius_m`` of ``lonlat``, and the method.
+
+    Reads skill holders nearest first in batches. After each batch, ``bound_m`` = the least
+    straight-line metres any unread candidate can have (capped at ``max_radius_m``); distances
+    are computed up to it. Once ``k`` candidates lie within ``bound_m - 2`` the ranking is
+    final: every unread candidate is farther than ``bound_m`` even in a straight line, so it
+    cannot enter the top ``k`` or tie one of them to the metre.
+    """
+    # Weekly schedules repeat a lot: parse and evaluate each distinct one once.
     available: dict[str | None, bool] = {}
 
     def is_available(schedule: str | None) -> bool:
@@ -140,15 +131,35 @@ def rank_volunteers(
             available[schedule] = available_at(parsed, now, tz)
         return available[schedule]
 
-    candidates = [r for r in rows if r.id not in exclude_ids and is_available(r.availability)]
-    distances, method = distance_to_volunteers(
-        session=session,
-        lonlat=lonlat,
-        targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
-        max_radius_m=max_radius_m,
-        nearest_k=k,
+    lon, lat = lonlat
+    # Metres per degree of ``ST_Distance`` in lon/lat, a lower bound within max_radius_m of
+    # the point (0.1° of latitude margin, 0.5 % for UTM's scale factor).
+    m_per_deg = 0.995 * min(
+        _M_PER_DEG_LAT_MIN,
+        _M_PER_DEG_LON_EQUATOR * math.cos(math.radians(min(abs(lat) + 0.1, 89.9))),
     )
-    within = [r for r in candidates if distances[r.id] <= max_radius_m]
+    n = max(FIRST_BATCH, 8 * k)
+    while True:
+        rows = session.execute(
+            _CANDIDATES_SQL, {"category": category, "lon": lon, "lat": lat, "n": n}
+        ).all()
+        exhausted = len(rows) < n
+        bound_m = max_radius_m
+        if not exhausted:
+            bound_m = min(bound_m, rows[-1].deg * m_per_deg)
+        candidates = [r for r in rows if r.id not in exclude_ids and is_available(r.availability)]
+        distances, method = distance_to_volunteers(
+            session=session,
+            lonlat=lonlat,
+            targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
+            limit_m=bound_m,
+            network_version=rows[0].network_version if rows else None,
+        )
+        sure = sum(1 for d in distances.values() if d <= bound_m - _ROUNDING_MARGIN_M)
+        if exhausted or bound_m >= max_radius_m or sure >= k:
+            break
+        n *= 4
+    within = [r for r in candidates if distances[r.id] <= bound_m]
     within.sort(key=lambda r: (round(distances[r.id]), r.active_load, r.id))
     ranked = [
         RankedVolunteer(

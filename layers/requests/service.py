@@ -11,6 +11,7 @@ availability.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import secrets
@@ -41,7 +42,7 @@ from layers.requests.models import (
     RequestEvent,
     RequestOffer,
 )
-from layers.requests.offers import DEFAULT_K, rank_volunteers
+from layers.requests.offers import DEFAULT_K, STRAIGHT_LINE, rank_volunteers
 from layers.requests.rules import categories_by_code, deadline_hours, next_level, points_for
 from layers.requests.schemas import (
     MAX_NOTE_CHARS,
@@ -68,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Shanghai"
 DUPLICATE_RADIUS_M = 250.0
+DUPLICATE_LIMIT = 10  # possible duplicates shown at intake, nearest first
 AUTO_CLOSE_AFTER = timedelta(days=7)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 REOPEN_AT_OR_BELOW = 2
@@ -283,19 +285,21 @@ def _notify(
     return len(rows)
 
 
+# The leader of grid ``g`` (its row) and the accounts bound as its leader, leader first.
+_GRID_PEOPLE_SQL = (
+    "array_remove(g.leader_user_id || ARRAY(SELECT rb.user_id FROM role_bindings rb"
+    " WHERE rb.grid_code = g.code AND rb.role_code = 'grid_leader' ORDER BY rb.user_id), NULL)"
+)
+
+
 def _grid_people(session: Session, grid_id: int | None) -> list[int]:
     """The grid's leader (grid row) and the accounts bound as its leader."""
     if grid_id is None:
         return []
-    grid = session.get(Grid, grid_id)
-    if grid is None:
-        return []
-    bound = session.scalars(
-        select(RoleBinding.user_id).where(
-            RoleBinding.grid_code == grid.code, RoleBinding.role_code == "grid_leader"
-        )
-    ).all()
-    return [u for u in [grid.leader_user_id, *bound] if u is not None]
+    people = session.scalar(
+        text(f"SELECT {_GRID_PEOPLE_SQL} FROM grids g WHERE g.id = :g"), {"g": grid_id}
+    )
+    return list(people or [])
 
 
 def _level_area_id(session: Session, community_id: int | None, level: str) -> int | None:
@@ -313,7 +317,12 @@ def _owner_people(session: Session, req: Request) -> list[int]:
     """Who must act on a request at its current owner level."""
     if req.owner_level == OwnerLevel.GRID:
         return _grid_people(session, req.grid_id)
-    area_id = _level_area_id(session, req.community_id, req.owner_level)
+    return _level_people(session, req.community_id, req.owner_level)
+
+
+def _level_people(session: Session, community_id: int | None, level: str) -> list[int]:
+    """Staff bound to the area owning a request of ``community_id`` at ``level``."""
+    area_id = _level_area_id(session, community_id, level)
     if area_id is None:
         return []
     return list(
@@ -339,30 +348,34 @@ class Placement:
     community_id: int
     community_code: str
     community_name: str
+    grid_people: tuple[int, ...] = ()  # the grid's leader and accounts bound as its leader
+
+
+# Statements of the intake path are built once (a text() construct parses its SQL for bind
+# parameters every time it is made).
+_PLACE_GRID_SQL = text(
+    "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS p)"
+    " SELECT g.id, g.code, g.name, c.id AS cid, c.code AS ccode, c.name AS cname,"
+    f" {_GRID_PEOPLE_SQL} AS people"
+    " FROM grids g JOIN areas c ON c.id = g.community_id, pt"
+    f" WHERE ST_Covers(g.geom, pt.p) AND {LIVE_GRIDS} ORDER BY g.code LIMIT 1"
+)
+_PLACE_COMMUNITY_SQL = text(
+    "SELECT id, code, name FROM areas WHERE level = 'community'"
+    " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+    " ORDER BY code LIMIT 1"
+)
 
 
 def _place(session: Session, lon: float, lat: float) -> Placement | None:
     """The live grid covering the point (lowest code on a border) or, failing that, the
     community; None outside every community."""
-    row = session.execute(
-        text(
-            "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS p)"
-            " SELECT g.id, g.code, g.name, c.id AS cid, c.code AS ccode, c.name AS cname"
-            " FROM grids g JOIN areas c ON c.id = g.community_id, pt"
-            f" WHERE ST_Covers(g.geom, pt.p) AND {LIVE_GRIDS} ORDER BY g.code LIMIT 1"
-        ),
-        {"lon": lon, "lat": lat},
-    ).first()
+    row = session.execute(_PLACE_GRID_SQL, {"lon": lon, "lat": lat}).first()
     if row is not None:
-        return Placement(lon, lat, row.id, row.code, row.name, row.cid, row.ccode, row.cname)
-    row = session.execute(
-        text(
-            "SELECT id, code, name FROM areas WHERE level = 'community'"
-            " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-            " ORDER BY code LIMIT 1"
-        ),
-        {"lon": lon, "lat": lat},
-    ).first()
+        return Placement(
+            lon, lat, row.id, row.code, row.name, row.cid, row.ccode, row.cname, tuple(row.people)
+        )
+    row = session.execute(_PLACE_COMMUNITY_SQL, {"lon": lon, "lat": lat}).first()
     if row is None:
         return None
     return Placement(lon, lat, None, None, None, row.id, row.code, row.name)
@@ -412,45 +425,65 @@ def _metres_from(lonlat: tuple[float, float], points: list[tuple[float, float]])
     return [float(d) for d in np.hypot(x[1:] - x[0], y[1:] - y[0])]
 
 
-def possible_duplicates(
-    *,
+_INTAKE_READS_SQL = text(
+    "SELECT nextval(pg_get_serial_sequence('requests', 'id')) AS id,"
+    " (SELECT coalesce(json_agg(json_build_array(id, number, status, ST_X(geom),"
+    " ST_Y(geom))), '[]') FROM (SELECT id, number, status, geom FROM requests"
+    # the open statuses spelt out as in the partial index, so the planner uses it
+    f" WHERE {OPEN_STATUSES_SQL} AND category = :c"
+    " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+    " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n) near) AS near"
+)
+
+
+@dataclass(frozen=True)
+class IntakeReads:
+    """What intake reads after placing a point, in one round trip."""
+
+    request_id: int
+    duplicates: list[dict[str, Any]]
+
+
+def _intake_reads(
     session: Session,
     lonlat: tuple[float, float],
     category: str,
+    *,
     radius_m: float = DUPLICATE_RADIUS_M,
-    exclude_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """Open requests of the same category within ``radius_m``, nearest first."""
+    limit: int = DUPLICATE_LIMIT,
+) -> IntakeReads:
+    """The new request's id and its possible duplicates: the ``limit`` nearest open requests
+    of the same category within ``radius_m`` (UTM metres), nearest first.
+
+    Read nearest first by lon/lat distance from the partial (category, geom) index of open
+    requests, ``3 × limit`` of them, then measured and cut in metres: lon/lat distance orders
+    points at most a factor cos(lat) apart from metres, so in a crowd the 10th nearest may be
+    one a few metres farther than it should; a hint for a person, not a ranking."""
     lon, lat = lonlat
     dlat = radius_m / _M_PER_DEG_LAT * 1.01
     dlon = radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05)) * 1.01
-    rows = session.execute(
-        text(
-            # Open requests in the box first, through the partial index on open requests'
-            # points (its predicate spelt out, not a bound array, so the planner can match
-            # it); the category is filtered afterwards: left to itself, the planner would AND
-            # in the category index's bitmap (~500k rows at 1M requests, ~20 ms).
-            "WITH near AS MATERIALIZED (SELECT id, number, status, category, geom FROM requests"
-            f" WHERE {OPEN_STATUSES_SQL} AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))"
-            " SELECT id, number, status, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM near"
-            " WHERE category = :c AND id <> :ex"
-        ),
+    row = session.execute(
+        _INTAKE_READS_SQL,
         {
             "c": category,
-            "ex": exclude_id or 0,
+            "lon": lon,
+            "lat": lat,
+            "n": 3 * limit,
             "x0": lon - dlon,
             "y0": lat - dlat,
             "x1": lon + dlon,
             "y1": lat + dlat,
         },
-    ).all()
-    dist = _metres_from(lonlat, [(r.lon, r.lat) for r in rows])
-    out = [
-        {"id": r.id, "number": r.number, "status": r.status, "distance_m": round(d, 1)}
-        for r, d in zip(rows, dist, strict=True)
+    ).one()
+    near = row.near
+    dist = _metres_from(lonlat, [(r[3], r[4]) for r in near])
+    duplicates = [
+        {"id": r[0], "number": r[1], "status": r[2], "distance_m": round(d, 1)}
+        for r, d in zip(near, dist, strict=True)
         if d <= radius_m
     ]
-    return sorted(out, key=lambda x: (x["distance_m"], x["id"]))
+    duplicates.sort(key=lambda x: (x["distance_m"], x["id"]))
+    return IntakeReads(request_id=int(row.id), duplicates=duplicates[:limit])
 
 
 # -- offers -----------------------------------------------------------------------------------
@@ -480,7 +513,12 @@ def _make_offers(
         )
         for r in ranked
     )
-    offers = [
+    return _offer_views(ranked, method), method
+
+
+def _offer_views(ranked: list[Any], method: str) -> list[dict[str, Any]]:
+    """Offered volunteers as shown at intake: names masked."""
+    return [
         {
             "volunteer_id": r.volunteer_id,
             "name": mask_name(r.name),
@@ -490,7 +528,6 @@ def _make_offers(
         }
         for r in ranked
     ]
-    return offers, method
 
 
 # -- intake -----------------------------------------------------------------------------------
@@ -548,13 +585,42 @@ def _claim_idempotency_key(
     )
 
 
-def _next_request_id(session: Session) -> int:
-    return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('requests', 'id'))")))
-
-
 def request_number(request_id: int, created_at: datetime, tz: str) -> str:
     """Short human number: local date and the id, e.g. 250517-000123."""
     return f"{created_at.astimezone(ZoneInfo(tz)):%y%m%d}-{request_id:06d}"
+
+
+# Intake writes in one statement: the request, its first events in order, the offers, and the
+# outbox rows of the event someone must act on (``notify`` names its action).
+_INTAKE_INSERT_SQL = text(
+    "WITH r AS (INSERT INTO requests (id, number, ticket_hash, category, text, contact_name,"
+    " contact_phone, status, owner_level, grid_id, community_id, building_code, deadline_at,"
+    " original_deadline_at, source, geom, created_at, updated_at)"
+    " VALUES (:id, :number, :ticket_hash, :category, :text, :contact_name, :contact_phone,"
+    " :status, :owner_level, :grid_id, :community_id, :building_code, :deadline, :deadline,"
+    " :source, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :now, :now) RETURNING id),"
+    " e AS (INSERT INTO request_events (request_id, at, actor_user_id, actor_kind, action,"
+    " from_status, to_status, owner_level, note, data)"
+    " SELECT r.id, :now, x.actor_user_id, x.actor_kind, x.action, x.from_status, x.to_status,"
+    " :owner_level, x.note, x.data FROM r, jsonb_to_recordset(CAST(:events AS jsonb)) AS"
+    " x(ord int, actor_user_id bigint, actor_kind text, action text, from_status text,"
+    " to_status text, note text, data jsonb) ORDER BY x.ord RETURNING id, action),"
+    " o AS (INSERT INTO request_offers (request_id, volunteer_id, rank, distance_m,"
+    " distance_method, offered_at) SELECT r.id, x.v, x.rank, x.d, :method, :now FROM r,"
+    " unnest(CAST(:offer_ids AS bigint[]), CAST(:offer_ranks AS int[]),"
+    " CAST(:offer_m AS float8[])) AS x(v, rank, d))"
+    " INSERT INTO notifications (event_id, recipient_user_id, recipient_volunteer_id, kind)"
+    " SELECT e.id, x.u, x.v, :kind FROM e, jsonb_to_recordset(CAST(:recipients AS jsonb)) AS"
+    " x(u bigint, v bigint) WHERE e.action = :notify"
+)
+
+
+def _recipients(users: Iterable[int | None], volunteers: Iterable[int | None]) -> list[dict]:
+    """Outbox addressees, each once; one unaddressed row if nobody is known, so the work is
+    never invisible."""
+    rows = [{"u": u, "v": None} for u in dict.fromkeys(u for u in users if u is not None)]
+    rows += [{"u": None, "v": v} for v in dict.fromkeys(v for v in volunteers if v is not None)]
+    return rows or [{"u": None, "v": None}]
 
 
 def submit_request(
@@ -569,7 +635,10 @@ def submit_request(
     source: str = "api",
 ) -> SubmitOutcome:
     """Intake in one transaction: place, offer, find duplicates, set the deadline, append the
-    first events and the outbox rows. 422 ``outside_jurisdiction`` stores nothing."""
+    first events and the outbox rows. 422 ``outside_jurisdiction`` stores nothing.
+
+    The hot path of the product: five round trips (place, id + duplicates, offer candidates,
+    one INSERT statement for everything written, commit), no ORM objects."""
     now = _now(now)
     with _unit_of_work(session):
         if idempotency is not None:
@@ -578,92 +647,98 @@ def submit_request(
                 session.rollback()
                 return replay
         placed = _locate(session, intake)
+        lonlat = (placed.lon, placed.lat)
         owner = OwnerLevel.GRID if placed.grid_id is not None else OwnerLevel.COMMUNITY
         deadline = now + timedelta(hours=deadline_hours(intake.category, OwnerLevel.GRID))
-        duplicates = possible_duplicates(
-            session=session, lonlat=(placed.lon, placed.lat), category=intake.category
-        )
+        reads = _intake_reads(session, lonlat, intake.category)
+        duplicates = reads.duplicates
         ticket = secrets.token_hex(16)  # 128 random bits, shown once
-        request_id = _next_request_id(session)
-        req = Request(
-            id=request_id,
-            number=request_number(request_id, now, tz),
-            ticket_hash=ticket_hash(ticket),
-            category=intake.category,
-            text=intake.text,
-            contact_name=intake.contact_name,
-            contact_phone=intake.contact_phone,
-            status=Status.SUBMITTED.value,
-            owner_level=owner.value,
-            grid_id=placed.grid_id,
-            community_id=placed.community_id,
-            building_code=intake.building_code,
-            deadline_at=deadline,
-            original_deadline_at=deadline,
-            source=source,
-            geom=f"SRID=4326;POINT({placed.lon!r} {placed.lat!r})",
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(req)
-        session.flush()
-        actor = Actor(kind="user" if actor_user_id else "resident", user_id=actor_user_id)
-        _append_event(
-            session,
-            req,
-            action="submit",
-            from_status=None,
-            actor=actor,
-            now=now,
-            data={
+        number = request_number(reads.request_id, now, tz)
+        submit_event = {
+            "ord": 0,
+            "actor_user_id": actor_user_id,
+            "actor_kind": "user" if actor_user_id else "resident",
+            "action": "submit",
+            "from_status": None,
+            "to_status": Status.SUBMITTED.value,
+            "note": None,
+            "data": {
                 "deadline": deadline.isoformat(),
                 "category": intake.category,
                 "grid_code": placed.grid_code,
                 "community_code": placed.community_code,
                 "possible_duplicates": [d["id"] for d in duplicates],
             },
-        )
-        offers: list[dict[str, Any]] = []
-        method = "straight_line"
-        system = Actor.system()
+        }
+        ranked: list[Any] = []
+        method = STRAIGHT_LINE
         if placed.grid_id is not None:
-            offers, method = _make_offers(session, req, now=now, tz=tz, k=k)
-            event = _transition(
-                session,
-                req,
-                "assign",
-                actor=system,
-                now=now,
-                data={
-                    "grid_code": placed.grid_code,
-                    "offered": [o["volunteer_id"] for o in offers],
-                },
+            ranked, method = rank_volunteers(
+                session=session, lonlat=lonlat, category=intake.category, now=now, tz=tz, k=k
             )
-            _notify(
-                session,
-                event,
-                "assigned",
-                users=_grid_people(session, req.grid_id),
-                volunteers=[o["volunteer_id"] for o in offers],
-            )
+            action, kind = "assign", "assigned"
+            data: dict[str, Any] = {
+                "grid_code": placed.grid_code,
+                "offered": [r.volunteer_id for r in ranked],
+            }
+            note = None
+            recipients = _recipients(placed.grid_people, data["offered"])
         else:
-            event = _transition(
-                session,
-                req,
-                "triage",
-                actor=system,
-                now=now,
-                note="不在任何网格内：转社区分派（网格空缺已提示规划人员）",
-                data={"community_code": placed.community_code, "grid_gap": True},
-            )
-            _notify(session, event, "triage", users=_owner_people(session, req))
+            action, kind = "triage", "triage"
+            data = {"community_code": placed.community_code, "grid_gap": True}
+            note = "不在任何网格内：转社区分派（网格空缺已提示规划人员）"
+            people = _level_people(session, placed.community_id, OwnerLevel.COMMUNITY.value)
+            recipients = _recipients(people, ())
+        status = next_status(Status.SUBMITTED.value, action)
+        assert status is not None  # the transition table allows assign / triage from submitted
+        second_event = {
+            "ord": 1,
+            "actor_user_id": None,
+            "actor_kind": Actor.system().kind,
+            "action": action,
+            "from_status": Status.SUBMITTED.value,
+            "to_status": status.value,
+            "note": note,
+            "data": data,
+        }
+        session.execute(
+            _INTAKE_INSERT_SQL,
+            {
+                "id": reads.request_id,
+                "number": number,
+                "ticket_hash": ticket_hash(ticket),
+                "category": intake.category,
+                "text": intake.text,
+                "contact_name": intake.contact_name,
+                "contact_phone": intake.contact_phone,
+                "status": status.value,
+                "owner_level": owner.value,
+                "grid_id": placed.grid_id,
+                "community_id": placed.community_id,
+                "building_code": intake.building_code,
+                "deadline": deadline,
+                "source": source,
+                "lon": placed.lon,
+                "lat": placed.lat,
+                "now": now,
+                "events": json.dumps([submit_event, second_event], ensure_ascii=False),
+                "method": method,
+                "offer_ids": [r.volunteer_id for r in ranked],
+                "offer_ranks": [r.rank for r in ranked],
+                "offer_m": [r.distance_m for r in ranked],
+                "kind": kind,
+                "notify": action,
+                "recipients": json.dumps(recipients),
+            },
+        )
+        offers = _offer_views(ranked, method)
         body = {
-            "id": req.id,
-            "number": req.number,
+            "id": reads.request_id,
+            "number": number,
             "ticket": ticket,
-            "status": req.status,
-            "category": req.category,
-            "owner_level": req.owner_level,
+            "status": status.value,
+            "category": intake.category,
+            "owner_level": owner.value,
             "grid": (
                 {"code": placed.grid_code, "name": placed.grid_name} if placed.grid_id else None
             ),
@@ -681,10 +756,10 @@ def submit_request(
                     IdempotencyKey.scope == idempotency.scope,
                     IdempotencyKey.key == idempotency.key,
                 )
-                .values(status_code=201, response=body, request_id=req.id)
+                .values(status_code=201, response=body, request_id=reads.request_id)
             )
-    logger.info("request %s submitted: %s %s", req.number, req.status, placed.grid_code)
-    return SubmitOutcome(status_code=201, body=body, request_id=req.id, ticket=ticket)
+    logger.info("request %s submitted: %s %s", number, status.value, placed.grid_code)
+    return SubmitOutcome(status_code=201, body=body, request_id=reads.request_id, ticket=ticket)
 
 
 # -- workflow actions -------------------------------------------------------------------------
@@ -1049,6 +1124,7 @@ def reassign_request(
                     session=session,
                     lonlat=(lonlat[0], lonlat[1]),
                     targets_lonlat=[(vol.id, lonlat[2], lonlat[3])],
+                    limit_m=math.inf,  # a volunteer chosen by hand: their real distance
                 )
                 session.add(
                     RequestOffer(

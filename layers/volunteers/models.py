@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     String,
     text,
@@ -44,3 +45,20 @@ class Volunteer(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     geom = geometry("POINT")
     registered_at: Mapped[datetime] = now_column()
+
+
+class VolunteerSkillPoint(Base):
+    """Derived, kept by triggers on ``volunteers`` (migration 0004): one row per skill of an
+    active volunteer, with the home point, so "nearest volunteers with skill X" is one KNN
+    scan of the (category, geom) GiST index. Never written by the application."""
+
+    __tablename__ = "volunteer_skill_points"
+    __table_args__ = (
+        Index(
+            "ix_volunteer_skill_points_category_geom", "category", "geom", postgresql_using="gist"
+        ),
+    )
+
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    geom = geometry("POINT")

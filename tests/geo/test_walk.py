@@ -87,6 +87,24 @@ def test_multi_source_reach_equals_networkx(network, reference):
         assert (reach.node_source[sorted(expected)] >= 0).all()
 
 
+def test_single_source_without_predecessors_equals_the_general_search(network):
+    """The fast path (two ends of the source's edge, no virtual node) gives the same reach."""
+    g = network.graph
+    _, snap = _sources(network, 30, seed=11)
+    for i in np.flatnonzero(snap.ok)[:15]:
+        one = snap.take([i])
+        for limit in (np.inf, 400.0, float(one.snap_m[0]) + 1.0, 0.0):
+            fast = reach_from(g, one, limit_m=limit, predecessors=False)
+            full = reach_from(g, one, limit_m=limit)
+            assert fast.predecessors is None
+            np.testing.assert_allclose(fast.node_dist_m, full.node_dist_m, atol=1e-9)
+            np.testing.assert_array_equal(fast.node_source, full.node_source)
+            tgt = snap.take(np.flatnonzero(snap.ok))
+            np.testing.assert_allclose(
+                distances_at(g, fast, tgt)[0], distances_at(g, full, tgt)[0], atol=1e-9
+            )
+
+
 def test_per_source_distances_equal_networkx_single_source(network, reference):
     g = network.graph
     _, snap = _sources(network, 12, seed=7)

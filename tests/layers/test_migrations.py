@@ -51,11 +51,12 @@ def test_every_geometry_is_srid_4326_with_a_gist_index(session) -> None:
     ).all()
     assert rows, "no geometry columns registered"
     assert {r.srid for r in rows} == {4326}
-    gist = {
-        (r.tablename, r.indexdef.split("(")[-1].rstrip(")"))
+    gist = {  # (table, column) of every GiST index column, composite ones included
+        (r.tablename, column.strip())
         for r in session.execute(
             text("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%USING gist%'")
         )
+        for column in r.indexdef.split("USING gist (", 1)[1].split(")", 1)[0].split(",")
     }
     for table, column, _ in rows:
         assert (table, column) in gist, f"{table}.{column} has no GiST index"
