@@ -285,6 +285,16 @@ def run_gunicorn(
         if escalate_every_s > 0 and settings.database_url:
             deadline_timer(settings.database_url, escalate_every_s)
 
+    def post_worker_init(worker: object) -> None:
+        """Warm the worker's offer caches (walking graph, volunteer snaps) before it serves."""
+        from layers.requests.offers import warm_caches
+
+        try:
+            with worker.wsgi.extensions["minqing.db"].session() as session:  # type: ignore[attr-defined]
+                warm_caches(session=session)
+        except Exception:  # a cold cache is slower, not wrong: serve anyway
+            logger.exception("warming the offer caches failed")
+
     class _Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
@@ -293,6 +303,7 @@ def run_gunicorn(
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("when_ready", when_ready)
+            self.cfg.set("post_worker_init", post_worker_init)
 
         def load(self):
             return create_app(settings)

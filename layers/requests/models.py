@@ -40,13 +40,6 @@ class Request(Base):
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
         CheckConstraint("char_length(text) <= 2000", name="text_length"),
         Index("ix_requests_status_deadline", "status", "deadline_at"),
-        # possible duplicates look only at open requests near a point (migration 0003)
-        Index(
-            "ix_requests_open_geom_gist",
-            "geom",
-            postgresql_using="gist",
-            postgresql_where=text(OPEN_STATUSES_SQL),
-        ),
         # possible duplicates: nearest open requests of one category (migration 0004)
         Index(
             "ix_requests_open_category_geom_gist",

@@ -7,7 +7,8 @@ walking metres along the network when the walking graph exists (``distance_metho
 straight-line metres in the request's UTM zone otherwise ("straight_line").
 
 The search is exact and small: candidates come from the (category, geom) KNN index of
-``volunteer_skill_points`` in growing batches; walking is never shorter than the straight
+``volunteer_skill_points`` (who can take work now, by skill; kept by triggers) in growing
+batches; walking is never shorter than the straight
 line, so once ``k`` candidates lie within a walking bound that no unread candidate can beat,
 the answer is final. A district of 100k volunteers reads a few dozen rows per offer.
 """
@@ -20,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import text
@@ -42,15 +44,47 @@ _M_PER_DEG_LON_EQUATOR = 111_320.0
 #: two candidates within this many metres of each other could round to the same metre
 _ROUNDING_MARGIN_M = 2.0
 
-_CANDIDATES_SQL = text(
-    "SELECT v.id, v.name, ST_X(v.geom) AS lon, ST_Y(v.geom) AS lat,"
-    " v.availability::text AS availability, v.active_load,"
-    " s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS deg,"
-    " (SELECT max(id) FROM network_versions) AS network_version"
-    " FROM volunteer_skill_points s JOIN volunteers v ON v.id = s.volunteer_id"
-    " WHERE s.category = :category AND v.active AND v.active_load < v.load_limit"
-    " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n"
+# The nearest suitable skill holders of ``:category`` around (``:lon``, ``:lat``), ``:n`` of
+# them, as one JSON array of [id, name, lon, lat, availability text, active_load, lon/lat
+# distance], and the network version: columns the intake reads in its first round trip.
+CANDIDATE_COLUMNS_SQL = (
+    "(SELECT max(id) FROM network_versions) AS network_version,"
+    " (SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.lon, c.lat, c.availability,"
+    " c.active_load, c.deg) ORDER BY c.deg), '[]') FROM (SELECT s.volunteer_id AS id, s.name,"
+    " ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, s.availability::text AS availability,"
+    " s.active_load, s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS deg"
+    " FROM volunteer_skill_points s WHERE s.category = :category"
+    " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n) c) AS candidates"
 )
+_CANDIDATES_SQL = text(f"SELECT {CANDIDATE_COLUMNS_SQL}")
+
+
+class Candidate(NamedTuple):
+    id: int
+    name: str
+    lon: float
+    lat: float
+    availability: str | None
+    active_load: int
+    deg: float
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """One read of ``CANDIDATE_COLUMNS_SQL`` with ``LIMIT n``."""
+
+    candidates: list[Candidate]
+    n: int
+    network_version: int | None
+
+    @classmethod
+    def from_row(cls, row: Any, n: int) -> CandidateBatch:
+        return cls([Candidate(*c) for c in row.candidates], n, row.network_version)
+
+
+def first_batch_size(k: int) -> int:
+    """How many skill holders the first read takes for an offer of ``k``."""
+    return max(FIRST_BATCH, 8 * k)
 
 
 @dataclass(frozen=True)
@@ -113,8 +147,12 @@ def rank_volunteers(
     k: int = DEFAULT_K,
     max_radius_m: float = DEFAULT_MAX_RADIUS_M,
     exclude_ids: frozenset[int] = frozenset(),
+    first: CandidateBatch | None = None,
 ) -> tuple[list[RankedVolunteer], str]:
     """Top ``k`` suitable volunteers within ``max_radius_m`` of ``lonlat``, and the method.
+
+    ``first``: the first batch when the caller already read it (intake does, in its first
+    round trip).
 
     Reads skill holders nearest first in batches. After each batch, ``bound_m`` = the least
     straight-line metres any unread candidate can have (capped at ``max_radius_m``); distances
@@ -138,11 +176,14 @@ def rank_volunteers(
         _M_PER_DEG_LAT_MIN,
         _M_PER_DEG_LON_EQUATOR * math.cos(math.radians(min(abs(lat) + 0.1, 89.9))),
     )
-    n = max(FIRST_BATCH, 8 * k)
+    n = first.n if first is not None else first_batch_size(k)
     while True:
-        rows = session.execute(
-            _CANDIDATES_SQL, {"category": category, "lon": lon, "lat": lat, "n": n}
-        ).all()
+        if first is None:
+            row = session.execute(
+                _CANDIDATES_SQL, {"category": category, "lon": lon, "lat": lat, "n": n}
+            ).one()
+            first = CandidateBatch.from_row(row, n)
+        rows, network_version = first.candidates, first.network_version
         exhausted = len(rows) < n
         bound_m = max_radius_m
         if not exhausted:
@@ -153,12 +194,13 @@ def rank_volunteers(
             lonlat=lonlat,
             targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
             limit_m=bound_m,
-            network_version=rows[0].network_version if rows else None,
+            network_version=network_version,
         )
         sure = sum(1 for d in distances.values() if d <= bound_m - _ROUNDING_MARGIN_M)
         if exhausted or bound_m >= max_radius_m or sure >= k:
             break
         n *= 4
+        first = None
     within = [r for r in candidates if distances[r.id] <= bound_m]
     within.sort(key=lambda r: (round(distances[r.id]), r.active_load, r.id))
     ranked = [
@@ -172,3 +214,30 @@ def rank_volunteers(
         for i, r in enumerate(within[:k])
     ]
     return ranked, method
+
+
+def warm_caches(*, session: Session, max_snap_m: float | None = None) -> int:
+    """Build this worker's walking graph and snap every offerable volunteer's home, so the
+    first offers after a start do not pay for it; returns the homes snapped (0 without a
+    network). Called as a server worker starts, before it takes requests."""
+    from layers.circles.graph_cache import get_graph
+    from layers.config import Settings
+
+    loaded = get_graph(session)
+    if loaded is None:
+        return 0
+    rows = session.execute(
+        text(
+            "SELECT DISTINCT ON (volunteer_id) volunteer_id, ST_X(geom), ST_Y(geom)"
+            " FROM volunteer_skill_points ORDER BY volunteer_id"
+        )
+    ).all()
+    if rows:
+        limit = Settings().walk_snap_limit_m if max_snap_m is None else max_snap_m
+        loaded.snap_points_keyed(
+            np.array([(r[1], r[2]) for r in rows]), [r[0] for r in rows], max_snap_m=limit
+        )
+    logger.info(
+        "offer caches warm: graph v%s, %d volunteer homes snapped", loaded.version, len(rows)
+    )
+    return len(rows)

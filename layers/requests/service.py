@@ -42,7 +42,14 @@ from layers.requests.models import (
     RequestEvent,
     RequestOffer,
 )
-from layers.requests.offers import DEFAULT_K, STRAIGHT_LINE, rank_volunteers
+from layers.requests.offers import (
+    CANDIDATE_COLUMNS_SQL,
+    DEFAULT_K,
+    STRAIGHT_LINE,
+    CandidateBatch,
+    first_batch_size,
+    rank_volunteers,
+)
 from layers.requests.rules import categories_by_code, deadline_hours, next_level, points_for
 from layers.requests.schemas import (
     MAX_NOTE_CHARS,
@@ -353,18 +360,29 @@ class Placement:
 
 # Statements of the intake path are built once (a text() construct parses its SQL for bind
 # parameters every time it is made).
-_PLACE_GRID_SQL = text(
-    "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS p)"
-    " SELECT g.id, g.code, g.name, c.id AS cid, c.code AS ccode, c.name AS cname,"
+_AT_POINT_SQL = "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS p)"
+# The live grid covering pt.p (lowest code on a border), its community and its leaders.
+_GRID_AT_POINT_SQL = (
+    "SELECT g.id, g.code, g.name, c.id AS cid, c.code AS ccode, c.name AS cname,"
     f" {_GRID_PEOPLE_SQL} AS people"
     " FROM grids g JOIN areas c ON c.id = g.community_id, pt"
     f" WHERE ST_Covers(g.geom, pt.p) AND {LIVE_GRIDS} ORDER BY g.code LIMIT 1"
 )
+_PLACE_GRID_SQL = text(f"{_AT_POINT_SQL} {_GRID_AT_POINT_SQL}")
 _PLACE_COMMUNITY_SQL = text(
     "SELECT id, code, name FROM areas WHERE level = 'community'"
     " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
     " ORDER BY code LIMIT 1"
 )
+_BUILDING_POINT_SQL = text(
+    "SELECT ST_X(rep_point) AS lon, ST_Y(rep_point) AS lat FROM buildings WHERE code = :c"
+)
+
+
+def _grid_placement(lon: float, lat: float, row: Any) -> Placement:
+    return Placement(
+        lon, lat, row.id, row.code, row.name, row.cid, row.ccode, row.cname, tuple(row.people)
+    )
 
 
 def _place(session: Session, lon: float, lat: float) -> Placement | None:
@@ -372,38 +390,39 @@ def _place(session: Session, lon: float, lat: float) -> Placement | None:
     community; None outside every community."""
     row = session.execute(_PLACE_GRID_SQL, {"lon": lon, "lat": lat}).first()
     if row is not None:
-        return Placement(
-            lon, lat, row.id, row.code, row.name, row.cid, row.ccode, row.cname, tuple(row.people)
-        )
+        return _grid_placement(lon, lat, row)
     row = session.execute(_PLACE_COMMUNITY_SQL, {"lon": lon, "lat": lat}).first()
     if row is None:
         return None
     return Placement(lon, lat, None, None, None, row.id, row.code, row.name)
 
 
-def _locate(session: Session, intake: IntakeInput) -> Placement:
-    """WGS84 placement of an intake, diagnosing swapped lon/lat and outside points."""
+def _intake_point(session: Session, intake: IntakeInput) -> tuple[float, float] | None:
+    """WGS84 lon/lat of an intake: its building's point, or its coordinates converted; None
+    when the coordinates are out of range (``_locate`` says why)."""
     if intake.building_code is not None:
-        row = session.execute(
-            text(
-                "SELECT ST_X(rep_point) AS lon, ST_Y(rep_point) AS lat FROM buildings"
-                " WHERE code = :c"
-            ),
-            {"c": intake.building_code},
-        ).first()
+        row = session.execute(_BUILDING_POINT_SQL, {"c": intake.building_code}).first()
         if row is None:
             raise Unprocessable("unknown_building", code=intake.building_code)
-        placed = _place(session, row.lon, row.lat)
-        if placed is None:
-            raise Unprocessable("outside_jurisdiction", lon=row.lon, lat=row.lat)
-        return placed
+        return row.lon, row.lat
     assert intake.lon is not None and intake.lat is not None
-    raw_lon, raw_lat = intake.lon, intake.lat
-    if lonlat_in_range(raw_lon, raw_lat):
-        lon, lat = to_wgs84(raw_lon, raw_lat, intake.crs)
-        placed = _place(session, lon, lat)
+    if not lonlat_in_range(intake.lon, intake.lat):
+        return None
+    lon, lat = to_wgs84(intake.lon, intake.lat, intake.crs)
+    return float(lon), float(lat)
+
+
+def _locate(session: Session, intake: IntakeInput) -> Placement:
+    """WGS84 placement of an intake, diagnosing swapped lon/lat and outside points."""
+    point = _intake_point(session, intake)
+    if point is not None:
+        placed = _place(session, *point)
         if placed is not None:
             return placed
+        if intake.building_code is not None:
+            raise Unprocessable("outside_jurisdiction", lon=point[0], lat=point[1])
+    raw_lon, raw_lat = intake.lon, intake.lat
+    assert raw_lon is not None and raw_lat is not None
     # Not placeable as given: would the swapped order land inside? Then say so.
     if lonlat_in_range(raw_lat, raw_lon):
         s_lon, s_lat = to_wgs84(raw_lat, raw_lon, intake.crs)
@@ -425,23 +444,30 @@ def _metres_from(lonlat: tuple[float, float], points: list[tuple[float, float]])
     return [float(d) for d in np.hypot(x[1:] - x[0], y[1:] - y[0])]
 
 
+# Everything intake reads, in one round trip: the grid at the point, the new id, the
+# possible duplicates (the open statuses spelt out as in the partial index, so the planner
+# uses it) and the offer's first candidates.
 _INTAKE_READS_SQL = text(
-    "SELECT nextval(pg_get_serial_sequence('requests', 'id')) AS id,"
+    f"{_AT_POINT_SQL}, placed AS ({_GRID_AT_POINT_SQL})"
+    " SELECT placed.*, nextval(pg_get_serial_sequence('requests', 'id')) AS new_id,"
     " (SELECT coalesce(json_agg(json_build_array(id, number, status, ST_X(geom),"
     " ST_Y(geom))), '[]') FROM (SELECT id, number, status, geom FROM requests"
-    # the open statuses spelt out as in the partial index, so the planner uses it
-    f" WHERE {OPEN_STATUSES_SQL} AND category = :c"
+    f" WHERE {OPEN_STATUSES_SQL} AND category = :category"
     " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-    " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n) near) AS near"
+    " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n_near) near)"
+    f" AS near, {CANDIDATE_COLUMNS_SQL}"
+    " FROM (SELECT 1) AS one LEFT JOIN placed ON true"
 )
 
 
 @dataclass(frozen=True)
 class IntakeReads:
-    """What intake reads after placing a point, in one round trip."""
+    """What intake reads at a point, in one round trip."""
 
     request_id: int
+    placement: Placement | None  # None: in no live grid (community triage or outside)
     duplicates: list[dict[str, Any]]
+    candidates: CandidateBatch
 
 
 def _intake_reads(
@@ -449,26 +475,31 @@ def _intake_reads(
     lonlat: tuple[float, float],
     category: str,
     *,
+    k: int,
     radius_m: float = DUPLICATE_RADIUS_M,
     limit: int = DUPLICATE_LIMIT,
 ) -> IntakeReads:
-    """The new request's id and its possible duplicates: the ``limit`` nearest open requests
-    of the same category within ``radius_m`` (UTM metres), nearest first.
+    """The live grid at ``lonlat``, the new request's id, the possible duplicates and the
+    offer's first candidates.
 
-    Read nearest first by lon/lat distance from the partial (category, geom) index of open
-    requests, ``3 × limit`` of them, then measured and cut in metres: lon/lat distance orders
-    points at most a factor cos(lat) apart from metres, so in a crowd the 10th nearest may be
-    one a few metres farther than it should; a hint for a person, not a ranking."""
+    Possible duplicates: the ``limit`` nearest open requests of the same category within
+    ``radius_m`` (UTM metres), nearest first. Read nearest first by lon/lat distance from the
+    partial (category, geom) index of open requests, ``3 × limit`` of them, then measured and
+    cut in metres: lon/lat distance orders points at most a factor cos(lat) apart from
+    metres, so in a crowd the 10th may be one a few metres farther than it should; a hint
+    for a person, not a ranking."""
     lon, lat = lonlat
     dlat = radius_m / _M_PER_DEG_LAT * 1.01
     dlon = radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05)) * 1.01
+    n = first_batch_size(k)
     row = session.execute(
         _INTAKE_READS_SQL,
         {
-            "c": category,
+            "category": category,
             "lon": lon,
             "lat": lat,
-            "n": 3 * limit,
+            "n_near": 3 * limit,
+            "n": n,
             "x0": lon - dlon,
             "y0": lat - dlat,
             "x1": lon + dlon,
@@ -483,7 +514,12 @@ def _intake_reads(
         if d <= radius_m
     ]
     duplicates.sort(key=lambda x: (x["distance_m"], x["id"]))
-    return IntakeReads(request_id=int(row.id), duplicates=duplicates[:limit])
+    return IntakeReads(
+        request_id=int(row.new_id),
+        placement=_grid_placement(lon, lat, row) if row.id is not None else None,
+        duplicates=duplicates[:limit],
+        candidates=CandidateBatch.from_row(row, n),
+    )
 
 
 # -- offers -----------------------------------------------------------------------------------
@@ -637,8 +673,8 @@ def submit_request(
     """Intake in one transaction: place, offer, find duplicates, set the deadline, append the
     first events and the outbox rows. 422 ``outside_jurisdiction`` stores nothing.
 
-    The hot path of the product: five round trips (place, id + duplicates, offer candidates,
-    one INSERT statement for everything written, commit), no ORM objects."""
+    The hot path of the product, three round trips for a point in a grid (everything read,
+    one INSERT statement for everything written, commit) and no ORM objects."""
     now = _now(now)
     with _unit_of_work(session):
         if idempotency is not None:
@@ -646,11 +682,16 @@ def submit_request(
             if replay is not None:
                 session.rollback()
                 return replay
-        placed = _locate(session, intake)
+        point = _intake_point(session, intake)
+        reads = _intake_reads(session, point, intake.category, k=k) if point else None
+        if reads is not None and reads.placement is not None:
+            placed = reads.placement
+        else:  # community triage, or the 422 that explains why not
+            placed = _locate(session, intake)
+        assert reads is not None  # _locate raises when there is no point
         lonlat = (placed.lon, placed.lat)
         owner = OwnerLevel.GRID if placed.grid_id is not None else OwnerLevel.COMMUNITY
         deadline = now + timedelta(hours=deadline_hours(intake.category, OwnerLevel.GRID))
-        reads = _intake_reads(session, lonlat, intake.category)
         duplicates = reads.duplicates
         ticket = secrets.token_hex(16)  # 128 random bits, shown once
         number = request_number(reads.request_id, now, tz)
@@ -674,7 +715,13 @@ def submit_request(
         method = STRAIGHT_LINE
         if placed.grid_id is not None:
             ranked, method = rank_volunteers(
-                session=session, lonlat=lonlat, category=intake.category, now=now, tz=tz, k=k
+                session=session,
+                lonlat=lonlat,
+                category=intake.category,
+                now=now,
+                tz=tz,
+                k=k,
+                first=reads.candidates,
             )
             action, kind = "assign", "assigned"
             data: dict[str, Any] = {

@@ -48,9 +48,11 @@ class Volunteer(Base):
 
 
 class VolunteerSkillPoint(Base):
-    """Derived, kept by triggers on ``volunteers`` (migration 0004): one row per skill of an
-    active volunteer, with the home point, so "nearest volunteers with skill X" is one KNN
-    scan of the (category, geom) GiST index. Never written by the application."""
+    """Derived, kept by triggers on ``volunteers`` (migration 0004): one row per skill of each
+    volunteer who can take work now (active, below the load limit), with the home point and
+    what an offer shows and ranks by, so "nearest volunteers who can take a request of
+    category X" is one KNN scan of the (category, geom) GiST index, no join. Never written
+    by the application."""
 
     __tablename__ = "volunteer_skill_points"
     __table_args__ = (
@@ -62,3 +64,6 @@ class VolunteerSkillPoint(Base):
     category: Mapped[str] = mapped_column(String(32), primary_key=True)
     volunteer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
     geom = geometry("POINT")
+    name: Mapped[str] = mapped_column(String(100))
+    availability: Mapped[dict] = mapped_column(JSONB)
+    active_load: Mapped[int] = mapped_column(Integer)

@@ -92,12 +92,16 @@ def test_offer_equals_brute_force_over_every_volunteer(session, monkeypatch, fir
 
 
 def test_skill_points_follow_the_volunteers_table(session) -> None:
-    """The derived (category, home) rows the offer searches are kept by triggers."""
+    """The derived rows the offer searches (who can take work now, by skill) are kept by
+    triggers through inserts, deletes and every kind of update."""
 
     def derived() -> set:
         return set(
             session.execute(
-                text("SELECT category, volunteer_id, ST_AsText(geom) FROM volunteer_skill_points")
+                text(
+                    "SELECT category, volunteer_id, ST_AsText(geom), name, availability::text,"
+                    " active_load FROM volunteer_skill_points"
+                )
             ).all()
         )
 
@@ -105,8 +109,9 @@ def test_skill_points_follow_the_volunteers_table(session) -> None:
         return set(
             session.execute(
                 text(
-                    "SELECT DISTINCT s, id, ST_AsText(geom) FROM volunteers, unnest(skills) s"
-                    " WHERE active"
+                    "SELECT DISTINCT s, id, ST_AsText(geom), name, availability::text,"
+                    " active_load FROM volunteers, unnest(skills) s"
+                    " WHERE active AND active_load < load_limit"
                 )
             ).all()
         )
@@ -116,14 +121,19 @@ def test_skill_points_follow_the_volunteers_table(session) -> None:
     session.execute(
         text(
             "UPDATE volunteers SET skills = ARRAY['housing', 'housing', 'employment'],"
-            " geom = ST_Translate(geom, 0.001, 0) WHERE id = :v"
+            " geom = ST_Translate(geom, 0.001, 0), name = '新名字', load_limit = 3,"
+            ' availability = \'{"mon": ["08:00-12:00"]}\' WHERE id = :v'
         ),
         {"v": vid},
     )
     session.execute(text("UPDATE volunteers SET active = false WHERE id = :v + 1"), {"v": vid})
-    session.execute(
-        text("UPDATE volunteers SET active_load = active_load WHERE id = :v"), {"v": vid}
-    )
+    session.execute(text("UPDATE volunteers SET active_load = 2 WHERE id = :v"), {"v": vid})
+    assert {r[0] for r in derived() if r[1] == vid} == {"housing", "employment"}
+    assert {r[5] for r in derived() if r[1] == vid} == {2}
+    # at the load limit nobody offers them work; one released slot brings them back
+    session.execute(text("UPDATE volunteers SET active_load = 3 WHERE id = :v"), {"v": vid})
+    assert not [r for r in derived() if r[1] == vid]
+    session.execute(text("UPDATE volunteers SET active_load = 1 WHERE id = :v"), {"v": vid})
     session.execute(
         text(
             "INSERT INTO volunteers (name, skills, geom) SELECT '新人', ARRAY['healthcare'], geom"
