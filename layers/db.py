@@ -69,7 +69,9 @@ class Database:
 
 
 def make_engine(url: str, **kw: object) -> Engine:
-    kw.setdefault("pool_pre_ping", True)
+    # Optimistic disconnect handling: a ping per checkout would cost every request a round
+    # trip; a dropped connection fails one request (503) and the pool is refreshed (tested).
+    kw.setdefault("pool_pre_ping", False)
     kw.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **kw)  # type: ignore[arg-type]
 
