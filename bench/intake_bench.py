@@ -357,6 +357,12 @@ def summarise(
         (answered_all & (done_all >= warmup_s) & (done_all < warmup_s + duration_s)).sum()
     )
     ms = lat_s[answered | unsent] * 1000.0  # unsent count as infinitely late
+    # worst latency per 10 s of schedule, to tell a transient stall from a steady backlog
+    edges = np.arange(warmup_s, warmup_s + duration_s, 10.0)
+    worst_by_10s = [
+        round(float(np.nanmax(latency[m])) * 1000.0, 1) if m.any() else None
+        for m in ((sched >= e) & (sched < e + 10.0) for e in edges)
+    ]
     lag_ms = result["lag"][measured][~unsent] * 1000.0
     return {
         "sent": int(measured.sum()),
@@ -377,6 +383,7 @@ def summarise(
         "p99_ms": round(float(np.percentile(ms, 99, method="higher")), 2) if len(ms) else None,
         "max_ms": round(float(ms.max()), 2) if len(ms) else None,
         "max_send_lag_ms": round(float(np.nanmax(lag_ms)), 2) if len(lag_ms) else None,
+        "worst_ms_by_10s": worst_by_10s,
     }
 
 
@@ -648,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{it['p90_ms']} ms, p99 {it['p99_ms']} ms, max {it['max_ms']} ms; {it['created']} "
             f"201 ({it['triage']} triage), {it['outside_422']} expected 422 outside, errors "
             f"{it['errors']} {it['error_kinds'] or ''}, unsent {it['unsent']} (latency "
-            f"counted infinite), mismatches {it['mismatches']}; offers "
+            f"counted infinite), mismatches {it['mismatches']}; worst latency per 10 s "
+            f"{it['worst_ms_by_10s']} ms; offers "
             f"{figures['distance_methods']}",
             f"- floor (1 ST_Covers + 1 INSERT + commit): {fl['achieved_rps']} req/s completed, p50 "
             f"{fl['p50_ms']} ms, p99 {fl['p99_ms']} ms, errors {fl['errors']}, mismatches "

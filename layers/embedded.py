@@ -255,6 +255,9 @@ class EmbeddedCluster:
                 opts = (
                     f"-p {state.port} -k {self.root} -c listen_addresses=127.0.0.1"
                     f" -c shared_buffers={shared_buffers_mb()}MB"
+                    # full-page images after each checkpoint, compressed: random inserts into
+                    # big indexes otherwise double the WAL written (and waited for) per commit
+                    " -c wal_compression=lz4"
                 )
                 self._run(
                     "pg_ctl",
