@@ -52,7 +52,8 @@ class Request(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
-    ticket_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of the whole ticket; found through the request id the ticket names
+    ticket_hash: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32), index=True)
     text: Mapped[str] = mapped_column(Text)
     contact_name: Mapped[str | None] = mapped_column(String(100))

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,8 +51,23 @@ def body_sha256(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def new_ticket(request_id: int) -> str:
+    """A resident's ticket, shown once: ``<request id>-<128 random bits in hex>``. The id
+    finds the request by primary key; the whole ticket's SHA-256 is what is stored and
+    compared, so the secret part is never kept and cannot be guessed."""
+    return f"{request_id}-{secrets.token_hex(16)}"
+
+
 def ticket_hash(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def ticket_request_id(ticket: str) -> int | None:
+    """The request id a well-formed ticket names, else None."""
+    head, sep, secret = ticket.partition("-")
+    if not sep or not head.isdigit() or len(head) > 18 or len(secret) != 32:
+        return None
+    return int(head)
 
 
 def _number(body: dict[str, Any], name: str) -> float:

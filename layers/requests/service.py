@@ -11,10 +11,10 @@ availability.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,10 +57,12 @@ from layers.requests.schemas import (
     contact_view,
     iso,
     lonlat_in_range,
+    new_ticket,
     optional_str,
     parse_rating,
     required_str,
     ticket_hash,
+    ticket_request_id,
 )
 from layers.requests.workflow import (
     OPEN,
@@ -712,7 +714,7 @@ def submit_request(
         owner = OwnerLevel.GRID if placed.grid_id is not None else OwnerLevel.COMMUNITY
         deadline = now + timedelta(hours=deadline_hours(intake.category, OwnerLevel.GRID))
         duplicates = reads.duplicates
-        ticket = secrets.token_hex(16)  # 128 random bits, shown once
+        ticket = new_ticket(reads.request_id)
         number = request_number(reads.request_id, now, tz)
         submit_event = {
             "ord": 0,
@@ -1259,13 +1261,13 @@ def escalate_request(
 
 
 def _by_ticket(session: Session, ticket: str, *, lock: bool) -> Request:
-    if not isinstance(ticket, str) or not 16 <= len(ticket) <= 128:
+    """The request a ticket opens: found by the id it names, opened only if the whole
+    ticket's hash matches (compared in constant time)."""
+    request_id = ticket_request_id(ticket) if isinstance(ticket, str) else None
+    if request_id is None:
         raise NotFound("unknown_ticket")
-    stmt = select(Request).where(Request.ticket_hash == ticket_hash(ticket))
-    if lock:
-        stmt = stmt.with_for_update()
-    req = session.scalar(stmt.execution_options(populate_existing=True))
-    if req is None:
+    req = session.get(Request, request_id, with_for_update=lock, populate_existing=True)
+    if req is None or not hmac.compare_digest(req.ticket_hash, ticket_hash(ticket)):
         raise NotFound("unknown_ticket")
     return req
 

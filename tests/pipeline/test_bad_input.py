@@ -95,11 +95,17 @@ def test_html_is_stored_as_text_and_returned_verbatim(client, session, world) ->
 
 
 def test_unknown_ticket_is_404(client, world) -> None:
-    for ticket in ("0" * 32, "short", "x" * 300):
+    real = client.post("/api/v1/requests", json=GOOD).get_json()["ticket"]
+    rid, _, secret = real.partition("-")
+    forged = f"{rid}-{'0' * 32}"  # the right request id, a guessed secret
+    other = f"{int(rid) + 999_999}-{secret}"  # the right secret on a request that is not it
+    for ticket in ("0" * 32, "short", "x" * 300, forged, other, f"-{secret}", f"{rid}-{secret}x"):
         resp = client.get(f"/api/v1/tickets/{ticket}")
         assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_ticket"
-    resp = client.post(f"/api/v1/tickets/{'0' * 32}/rate", json={"rating": 5})
-    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_ticket"
+    for action, body in (("rate", {"rating": 5}), ("withdraw", {})):
+        resp = client.post(f"/api/v1/tickets/{forged}/{action}", json=body)
+        assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_ticket"
+    assert client.get(f"/api/v1/tickets/{real}").status_code == 200
 
 
 def test_bad_rating_and_bad_list_filters(client, world) -> None:

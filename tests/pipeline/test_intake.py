@@ -24,7 +24,8 @@ def test_intake_in_a_grid_offers_nearest_volunteers(client, session, world) -> N
     assert body["grid"] == {"code": world.mini.west.code, "name": "西网格"}
     assert body["status"] == "assigned" and body["owner_level"] == "grid"
     assert body["number"].endswith(f"{body['id']:06d}")
-    assert len(body["ticket"]) == 32 and int(body["ticket"], 16) >= 0  # 128 bits in hex
+    head, _, secret = body["ticket"].partition("-")  # <id>-<128 random bits in hex>
+    assert int(head) == body["id"] and len(secret) == 32 and int(secret, 16) >= 0
     row = session.execute(
         text("SELECT ticket_hash, deadline_at, created_at, contact_name FROM requests WHERE id=:i"),
         {"i": body["id"]},
