@@ -314,10 +314,10 @@ def reach_from(
     start = _start_m(sources, access)
     if not len(ok) or not n:
         return Reach(np.full(n, np.inf), np.full(n, -1), np.full(n, -9999), sources, start, limit_m)
-    if len(ok) == 1 and not predecessors:
-        return _reach_from_one(graph, sources, int(ok[0]), start, limit_m)
-    aug = _augmented(graph, sources.take(ok), start[ok])
     limit = np.inf if limit_m is None else float(limit_m)
+    if len(ok) == 1 and not predecessors:
+        return _reach_from_one(graph, sources, int(ok[0]), start, limit)
+    aug = _augmented(graph, sources.take(ok), start[ok])
     dist, pred, src = dijkstra(
         aug,
         directed=True,
@@ -335,14 +335,13 @@ def reach_from(
 
 
 def _reach_from_one(
-    graph: WalkGraph, sources: Snap, i: int, start: np.ndarray, limit_m: float
+    graph: WalkGraph, sources: Snap, i: int, start: np.ndarray, limit: float
 ) -> Reach:
     """``reach_from`` for the single source ``i``: the best of its edge's two ends."""
     n = graph.n_nodes
     e = sources.edge[i]
     to_u = start[i] + sources.offset_m[i]
     to_v = start[i] + graph.edge_length_m[e] - sources.offset_m[i]
-    limit = np.inf if limit_m is None else float(limit_m)
     budget = limit - min(to_u, to_v)
     if budget < 0:
         return Reach(np.full(n, np.inf), np.full(n, -1), None, sources, start, limit)

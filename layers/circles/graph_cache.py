@@ -4,8 +4,8 @@ DESIGN §5: caches held by a worker are keyed by version and checked on every re
 network import through one worker is seen by all. ``get`` reads the current
 ``network_versions`` id (one indexed query) and rebuilds only when it changed; ``rebuild``
 forces it. Venue and building snaps are cached beside the graph, keyed by their coordinates,
-so repeated requests do not snap the same points again; ``snap_points_keyed`` memoises
-single points (volunteer homes) by key and coordinates.
+so repeated requests do not snap the same points again; ``snap_points_memo`` memoises
+single points (volunteer homes) by their coordinates.
 
 A caller that already read the version in one of its own queries passes it to ``get`` and
 saves the round trip.
@@ -28,7 +28,7 @@ from geo.walk import Snap, WalkGraph, build_walk_graph, snap_points
 
 logger = logging.getLogger(__name__)
 
-#: points memoised by ``snap_points_keyed`` per graph (a district's volunteers fit)
+#: points memoised by ``snap_points_memo`` per graph (a district's volunteers fit)
 POINT_SNAP_MEMO = 250_000
 
 
@@ -71,29 +71,26 @@ class LoadedGraph:
             self._snaps[(key, max_snap_m)] = snap
         return snap
 
-    def snap_points_keyed(self, lonlat: np.ndarray, keys: list, *, max_snap_m: float) -> Snap:
-        """Snap lon/lat points, memoising each one by (key, lon, lat) for this version: homes
+    def snap_points_memo(self, lonlat: np.ndarray, *, max_snap_m: float) -> Snap:
+        """Snap lon/lat points, memoising each one by its coordinates for this version: homes
         of the same volunteers are offered again and again, snapping them once is enough."""
         arr = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
         memo = self._point_snaps
-        found = [
-            memo.get((k, x, y, max_snap_m)) for k, (x, y) in zip(keys, arr.tolist(), strict=True)
-        ]
+        keys = [(x, y, max_snap_m) for x, y in arr.tolist()]
+        found = [memo.get(key) for key in keys]
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
             snap = snap_points(self.graph, self.xy(arr[missing]), max_snap_m=max_snap_m)
             if len(memo) + len(missing) > POINT_SNAP_MEMO:
                 memo.clear()
             for j, i in enumerate(missing):
-                x, y = arr[i]
-                found[i] = (
+                found[i] = memo[keys[i]] = (
                     snap.edge[j],
                     snap.offset_m[j],
                     snap.snap_m[j],
                     *snap.point_xy[j],
                     *snap.snapped_xy[j],
                 )
-                memo[(keys[i], float(x), float(y), max_snap_m)] = found[i]
         cols = np.array(found, dtype=np.float64).reshape(-1, 7)
         return Snap(cols[:, 0].astype(np.int64), cols[:, 1], cols[:, 2], cols[:, 3:5], cols[:, 5:7])
 

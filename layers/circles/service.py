@@ -531,14 +531,15 @@ def walking_distances_m(
     *,
     settings: Settings | None = None,
     limit_m: float = float("inf"),
-    target_keys: list | None = None,
+    memo_targets: bool = False,
     network_version: int | None = None,
 ) -> tuple[np.ndarray, str] | None:
     """Walking metres from one WGS84 point to each of ``to_lonlats`` ((k, 2) lon/lat).
 
     The search stops at ``limit_m``; targets beyond it come back as ``inf``. With
-    ``target_keys`` (e.g. volunteer ids) each target's snap is memoised for the graph's
-    version; ``network_version`` is the current version when the caller already read it.
+    ``memo_targets`` (points asked for again and again, e.g. volunteer homes) each target's
+    snap is memoised for the graph's version; ``network_version`` is the current version
+    when the caller already read it.
 
     Returns ``(metres, "walk")`` when a walking graph exists and every point snaps within the
     snap limit (access legs included); otherwise None, and the caller falls back to
@@ -556,8 +557,8 @@ def walking_distances_m(
     o = loaded.snap_lonlat(origin, max_snap_m=limit)
     if not len(targets):
         return (np.zeros(0), "walk") if o.ok[0] else None
-    if target_keys is not None:
-        t = loaded.snap_points_keyed(targets, target_keys, max_snap_m=limit)
+    if memo_targets:
+        t = loaded.snap_points_memo(targets, max_snap_m=limit)
     else:
         t = loaded.snap_lonlat(targets, max_snap_m=limit)
     if not o.ok[0] or not t.ok.all():

@@ -76,6 +76,7 @@ from layers.importers.service import (
     ImportReport,
     LayerReport,
     _check_file,
+    _find_column,
     _reasons,
     _transaction,
     reference_boxes,
@@ -225,15 +226,7 @@ def _read(
 
 def _column(frame: pd.DataFrame, candidates: tuple[str, ...], *, required: bool) -> str | None:
     columns = [c for c in frame.columns if not str(c).startswith("__")]
-    found = find_column(columns, candidates)
-    if found is None and required:
-        raise BadRequest(
-            "missing_columns",
-            layer=LAYER,
-            columns=" | ".join(candidates[:3]),
-            available=", ".join(map(str, columns)) or "(none)",
-        )
-    return found
+    return _find_column(columns, candidates, layer=LAYER, required=required)
 
 
 def _texts(frame: pd.DataFrame, column: str | None) -> pd.Series:

@@ -300,6 +300,13 @@ def _column(
                 "missing_columns", layer=layer, columns=given, available=", ".join(columns)
             )
         return given
+    return _find_column(columns, candidates, layer=layer, required=required)
+
+
+def _find_column(
+    columns: Sequence[str], candidates: Sequence[str], *, layer: str, required: bool
+) -> str | None:
+    """The first of ``columns`` matching a candidate; 400 ``missing_columns`` when required."""
     found = find_column(columns, candidates)
     if found is None and required:
         raise BadRequest(

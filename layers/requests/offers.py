@@ -96,8 +96,14 @@ class RankedVolunteer:
     active_load: int
 
 
-def straight_metres(lonlat: tuple[float, float], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def straight_metres(
+    lonlat: tuple[float, float],
+    lon: Sequence[float] | np.ndarray,
+    lat: Sequence[float] | np.ndarray,
+) -> np.ndarray:
     """Straight-line metres from ``lonlat`` to each point, in the UTM zone of ``lonlat``."""
+    if not len(lon):
+        return np.zeros(0)
     epsg = f"EPSG:{utm_epsg_for_lonlat(lonlat[0], lonlat[1])}"
     x, y = from_wgs84(np.r_[lonlat[0], lon], np.r_[lonlat[1], lat], epsg)
     return np.hypot(x[1:] - x[0], y[1:] - y[0])
@@ -129,7 +135,7 @@ def distance_to_volunteers(
         lonlat,
         np.column_stack([lon, lat]),
         limit_m=limit_m,
-        target_keys=ids,
+        memo_targets=True,
         network_version=network_version,
     )
     if walked is not None:
@@ -176,14 +182,15 @@ def rank_volunteers(
         _M_PER_DEG_LAT_MIN,
         _M_PER_DEG_LON_EQUATOR * math.cos(math.radians(min(abs(lat) + 0.1, 89.9))),
     )
-    n = first.n if first is not None else first_batch_size(k)
+    batch = first
+    n = batch.n if batch is not None else first_batch_size(k)
     while True:
-        if first is None:
+        if batch is None:
             row = session.execute(
                 _CANDIDATES_SQL, {"category": category, "lon": lon, "lat": lat, "n": n}
             ).one()
-            first = CandidateBatch.from_row(row, n)
-        rows, network_version = first.candidates, first.network_version
+            batch = CandidateBatch.from_row(row, n)
+        rows = batch.candidates
         exhausted = len(rows) < n
         bound_m = max_radius_m
         if not exhausted:
@@ -194,13 +201,13 @@ def rank_volunteers(
             lonlat=lonlat,
             targets_lonlat=[(r.id, r.lon, r.lat) for r in candidates],
             limit_m=bound_m,
-            network_version=network_version,
+            network_version=batch.network_version,
         )
         sure = sum(1 for d in distances.values() if d <= bound_m - _ROUNDING_MARGIN_M)
         if exhausted or bound_m >= max_radius_m or sure >= k:
             break
         n *= 4
-        first = None
+        batch = None
     within = [r for r in candidates if distances[r.id] <= bound_m]
     within.sort(key=lambda r: (round(distances[r.id]), r.active_load, r.id))
     ranked = [
@@ -218,8 +225,8 @@ def rank_volunteers(
 
 def warm_caches(*, session: Session, max_snap_m: float | None = None) -> int:
     """Build this worker's walking graph and snap every offerable volunteer's home, so the
-    first offers after a start do not pay for it; returns the homes snapped (0 without a
-    network). Called as a server worker starts, before it takes requests."""
+    first offers after a start do not pay for it; returns the distinct home points snapped
+    (0 without a network). Called as a server worker starts, before it takes requests."""
     from layers.circles.graph_cache import get_graph
     from layers.config import Settings
 
@@ -227,17 +234,12 @@ def warm_caches(*, session: Session, max_snap_m: float | None = None) -> int:
     if loaded is None:
         return 0
     rows = session.execute(
-        text(
-            "SELECT DISTINCT ON (volunteer_id) volunteer_id, ST_X(geom), ST_Y(geom)"
-            " FROM volunteer_skill_points ORDER BY volunteer_id"
-        )
+        text("SELECT DISTINCT ST_X(geom), ST_Y(geom) FROM volunteer_skill_points")
     ).all()
     if rows:
         limit = Settings().walk_snap_limit_m if max_snap_m is None else max_snap_m
-        loaded.snap_points_keyed(
-            np.array([(r[1], r[2]) for r in rows]), [r[0] for r in rows], max_snap_m=limit
-        )
+        loaded.snap_points_memo(np.array([(r[0], r[1]) for r in rows]), max_snap_m=limit)
     logger.info(
-        "offer caches warm: graph v%s, %d volunteer homes snapped", loaded.version, len(rows)
+        "offer caches warm: graph v%s, %d volunteer home points snapped", loaded.version, len(rows)
     )
     return len(rows)

@@ -65,7 +65,8 @@ def ticket_hash(ticket: str) -> str:
 def ticket_request_id(ticket: str) -> int | None:
     """The request id a well-formed ticket names, else None."""
     head, sep, secret = ticket.partition("-")
-    if not sep or not head.isdigit() or len(head) > 18 or len(secret) != 32:
+    # isascii: str.isdigit also accepts digits int() refuses (e.g. "²")
+    if not sep or not (head.isascii() and head.isdigit()) or len(head) > 18 or len(secret) != 32:
         return None
     return int(head)
 

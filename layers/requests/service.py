@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
 from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo.crs import from_wgs84, to_wgs84, utm_epsg_for_lonlat
+from geo.crs import to_wgs84
 from layers.auth.models import RoleBinding
 from layers.auth.permissions import Grant
 from layers.auth.pii import mask_name
@@ -47,8 +46,10 @@ from layers.requests.offers import (
     DEFAULT_K,
     STRAIGHT_LINE,
     CandidateBatch,
+    distance_to_volunteers,
     first_batch_size,
     rank_volunteers,
+    straight_metres,
 )
 from layers.requests.rules import categories_by_code, deadline_hours, next_level, points_for
 from layers.requests.schemas import (
@@ -295,20 +296,23 @@ def _notify(
     users: Iterable[int | None] = (),
     volunteers: Iterable[int | None] = (),
 ) -> int:
-    """Outbox rows for everyone who must act on ``event``; one unaddressed row if nobody is
-    known, so the work is never invisible."""
+    """Outbox rows for everyone who must act on ``event`` (addressed as ``_recipients``)."""
     rows = [
-        Notification(event_id=event.id, recipient_user_id=u, kind=kind)
-        for u in dict.fromkeys(u for u in users if u is not None)
+        Notification(
+            event_id=event.id, recipient_user_id=r["u"], recipient_volunteer_id=r["v"], kind=kind
+        )
+        for r in _recipients(users, volunteers)
     ]
-    rows += [
-        Notification(event_id=event.id, recipient_volunteer_id=v, kind=kind)
-        for v in dict.fromkeys(v for v in volunteers if v is not None)
-    ]
-    if not rows:
-        rows = [Notification(event_id=event.id, kind=kind)]
     session.add_all(rows)
     return len(rows)
+
+
+def _recipients(users: Iterable[int | None], volunteers: Iterable[int | None]) -> list[dict]:
+    """Outbox addressees, each once; one unaddressed row if nobody is known, so the work is
+    never invisible."""
+    rows = [{"u": u, "v": None} for u in dict.fromkeys(u for u in users if u is not None)]
+    rows += [{"u": None, "v": v} for v in dict.fromkeys(v for v in volunteers if v is not None)]
+    return rows or [{"u": None, "v": None}]
 
 
 # The leader of grid ``g`` (its row) and the accounts bound as its leader, leader first.
@@ -431,9 +435,9 @@ def _intake_point(session: Session, intake: IntakeInput) -> tuple[float, float] 
     return float(lon), float(lat)
 
 
-def _locate(session: Session, intake: IntakeInput) -> Placement:
-    """WGS84 placement of an intake, diagnosing swapped lon/lat and outside points."""
-    point = _intake_point(session, intake)
+def _locate(session: Session, intake: IntakeInput, point: tuple[float, float] | None) -> Placement:
+    """WGS84 placement of an intake at ``point`` (``_intake_point``), diagnosing swapped
+    lon/lat and outside points."""
     if point is not None:
         placed = _place(session, *point)
         if placed is not None:
@@ -450,17 +454,6 @@ def _locate(session: Session, intake: IntakeInput) -> Placement:
     if not lonlat_in_range(raw_lon, raw_lat):
         raise Unprocessable("coordinates_out_of_range", lon=raw_lon, lat=raw_lat)
     raise Unprocessable("outside_jurisdiction", lon=raw_lon, lat=raw_lat)
-
-
-def _metres_from(lonlat: tuple[float, float], points: list[tuple[float, float]]) -> list[float]:
-    """Straight-line metres in the UTM zone of ``lonlat``."""
-    if not points:
-        return []
-    epsg = f"EPSG:{utm_epsg_for_lonlat(lonlat[0], lonlat[1])}"
-    lon_a = np.array([lonlat[0]] + [p[0] for p in points])
-    lat_a = np.array([lonlat[1]] + [p[1] for p in points])
-    x, y = from_wgs84(lon_a, lat_a, epsg)
-    return [float(d) for d in np.hypot(x[1:] - x[0], y[1:] - y[0])]
 
 
 # Everything intake reads, in one round trip: the grid at the point, the new id, the
@@ -526,7 +519,7 @@ def _intake_reads(
         },
     ).one()
     near = row.near
-    dist = _metres_from(lonlat, [(r[3], r[4]) for r in near])
+    dist = straight_metres(lonlat, [r[3] for r in near], [r[4] for r in near]).tolist()
     duplicates = [
         {"id": r[0], "number": r[1], "status": r[2], "distance_m": round(d, 1)}
         for r, d in zip(near, dist, strict=True)
@@ -544,7 +537,8 @@ def _intake_reads(
 # -- offers -----------------------------------------------------------------------------------
 def _make_offers(
     session: Session, req: Request, *, now: datetime, tz: str, k: int
-) -> tuple[list[dict[str, Any]], str]:
+) -> list[dict[str, Any]]:
+    """Replace the request's offers by the current top ``k`` (each view names the method)."""
     lonlat = session.execute(
         text("SELECT ST_X(geom), ST_Y(geom) FROM requests WHERE id = :i"), {"i": req.id}
     ).one()
@@ -568,7 +562,7 @@ def _make_offers(
         )
         for r in ranked
     )
-    return _offer_views(ranked, method), method
+    return _offer_views(ranked, method)
 
 
 def _offer_views(ranked: list[Any], method: str) -> list[dict[str, Any]]:
@@ -670,14 +664,6 @@ _INTAKE_INSERT_SQL = text(
 )
 
 
-def _recipients(users: Iterable[int | None], volunteers: Iterable[int | None]) -> list[dict]:
-    """Outbox addressees, each once; one unaddressed row if nobody is known, so the work is
-    never invisible."""
-    rows = [{"u": u, "v": None} for u in dict.fromkeys(u for u in users if u is not None)]
-    rows += [{"u": None, "v": v} for v in dict.fromkeys(v for v in volunteers if v is not None)]
-    return rows or [{"u": None, "v": None}]
-
-
 def submit_request(
     *,
     session: Session,
@@ -708,7 +694,7 @@ def submit_request(
         if reads is not None and reads.placement is not None:
             placed = reads.placement
         else:  # community triage, or the 422 that explains why not
-            placed = _locate(session, intake)
+            placed = _locate(session, intake, point)
         assert reads is not None  # _locate raises when there is no point
         lonlat = (placed.lon, placed.lat)
         owner = OwnerLevel.GRID if placed.grid_id is not None else OwnerLevel.COMMUNITY
@@ -1096,8 +1082,7 @@ def _send_to_grid(
     req.grid_id = grid.id
     req.community_id = grid.community_id
     req.owner_level = OwnerLevel.GRID.value
-    offers, _ = _make_offers(session, req, now=now, tz=tz, k=k)
-    return offers
+    return _make_offers(session, req, now=now, tz=tz, k=k)
 
 
 def assign_request(
@@ -1186,8 +1171,6 @@ def reassign_request(
                     ),
                     {"r": req.id, "v": vol.id},
                 ).one()
-                from layers.requests.offers import distance_to_volunteers
-
                 dist, method = distance_to_volunteers(
                     session=session,
                     lonlat=(lonlat[0], lonlat[1]),
