@@ -391,6 +391,9 @@ _progress_option = click.option(
     help="Show a progress bar (default: when stderr is a terminal).",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+_crs_option = click.option(
+    "--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09."
+)
 
 
 def _echo_report(report, as_json: bool) -> None:
@@ -421,7 +424,7 @@ def import_osm_cmd(c: Context, path: Path, progress: bool | None, as_json: bool)
     required=True,
     help="areas | grids | buildings | venues | volunteers | network.",
 )
-@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@_crs_option
 @click.option("--lon-col", default=None, help="CSV longitude column (found by name if absent).")
 @click.option("--lat-col", default=None, help="CSV latitude column (found by name if absent).")
 @click.option("--code-col", default=None, help="Column holding codes (areas, grids, buildings).")
@@ -476,7 +479,7 @@ def import_file_cmd(
 
 @import_group.command("network")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@_crs_option
 @click.option(
     "--snap-m",
     default=0.5,
@@ -514,7 +517,7 @@ def import_network_cmd(
 
 @import_group.command("requests")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--crs", default=None, help="Source CRS: EPSG:xxxx | wgs84 | gcj02 | bd09.")
+@_crs_option
 @click.option("--lon-col", default=None, help="CSV longitude column (found by name if absent).")
 @click.option("--lat-col", default=None, help="CSV latitude column (found by name if absent).")
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row cannot be imported.")

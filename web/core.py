@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, jsonify
-from sqlalchemy import text
 
+from layers.drafts.service import current_generation
 from web.auth import policy
 from web.db import database, db_session
 
@@ -19,5 +19,5 @@ bp = Blueprint("core", __name__)
 def health():
     """200 with the database reachable, 503 ``db_unavailable`` otherwise."""
     database().ping()
-    generation = db_session().scalar(text("SELECT coalesce(max(id), 0) FROM generations"))
+    generation = current_generation(db_session())
     return jsonify({"status": "ok", "database": "ok", "generation": generation})

@@ -60,7 +60,7 @@ UI: dict[str, tuple[str, str]] = {
     "my_home": ("我的住址", "My home"),
     "walking": ("步行", "walking"),
     "where_am_i": ("定位我", "Where am I"),
-    "pin_hint": ("拖动红色图钉到您的位置", "Drag the red pin to where you are"),
+    "pin_hint": ("拖动图钉到您的位置", "Drag the pin to where you are"),
     "nearest": ("附近服务点", "Service points nearby"),
     "walk_min": ("步行约 {m} 分钟", "about {m} min walk"),
     "my_circle": ("我的15分钟生活圈", "My 15-minute circle"),
@@ -332,11 +332,13 @@ def strings(locale: str) -> dict[str, str]:
     return {k: t(k, locale) for k in UI}
 
 
-def category_name(code: str | None, locale: str) -> str | None:
-    """The request category's name in ``locale`` (the code itself if unknown)."""
+def category_names(locale: str) -> dict[str, str]:
+    """Request category code → its name in ``locale``, in the catalogue's order."""
     from data.catalogues import request_categories
 
-    for c in request_categories():
-        if c.code == code:
-            return c.name_en if locale == "en" else c.name_zh
-    return code
+    return {c.code: (c.name_en if locale == "en" else c.name_zh) for c in request_categories()}
+
+
+def category_name(code: str | None, locale: str) -> str | None:
+    """The request category's name in ``locale`` (the code itself if unknown)."""
+    return category_names(locale).get(code, code) if code is not None else None

@@ -9,7 +9,7 @@ from typing import Any
 import folium
 import numpy as np
 from branca.element import Element, JavascriptLink, MacroElement
-from flask import url_for
+from flask import Response, url_for
 from jinja2 import Template
 from markupsafe import escape
 from sqlalchemy import text
@@ -91,6 +91,36 @@ def vendor(path: str) -> str:
     return url_for("assets.vendor", filename=path)
 
 
+# an id no route will see; url_template() turns it into "{id}"
+_ID_PLACEHOLDER = 987654321
+
+
+def url_template(endpoint: str, key: str, **kw: Any) -> str:
+    """``endpoint``'s URL with the ``key`` argument left as ``{id}``, for a page script to fill
+    in (``Minqing.fmt`` in web/static/js/dom.js)."""
+    url = url_for(endpoint, **{key: _ID_PLACEHOLDER}, **kw)
+    return url.replace(str(_ID_PLACEHOLDER), "{id}")
+
+
+def panel_css(page_css: str) -> tuple[str, str]:
+    """The stylesheets of a map-and-panel page: the shared layout (css/panel.css), then the
+    page's own ``page_css``, which may set the split (``--mq-map-h`` / ``--mq-map-w``)."""
+    return (
+        url_for("assets.static", filename="css/panel.css"),
+        url_for("assets.static", filename=page_css),
+    )
+
+
+def page_response(html: str, lang: str, *, personal: bool = True) -> Response:
+    """A rendered page as text/html that remembers ``lang`` in a cookie; a ``personal`` page
+    (one that shows what the signed-in account may see) is never stored by a cache."""
+    resp = Response(html, mimetype="text/html")
+    resp.set_cookie("lang", lang, samesite="Lax")
+    if personal:
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def data_bounds(session: Session) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """(south, west), (north, east) of the district, or of whatever data exists."""
     for sql in (
@@ -124,6 +154,9 @@ def base_map(
         b = ((float(ys[0]), float(xs[0])), (float(ys[1]), float(xs[1])))
     center = ((b[0][0] + b[1][0]) / 2, (b[0][1] + b[1][1]) / 2)
     m = folium.Map(location=center, zoom_start=14, tiles=None, control_scale=True)
+    # the DOM helpers every page script takes at load (Minqing.el, Minqing.fmt): a header child
+    # added first renders before the scripts attach_script() adds later
+    m.get_root().header.add_child(JavascriptLink(url_for("assets.static", filename="js/dom.js")))
     m.default_js = [("leaflet", vendor("leaflet/dist/leaflet.js"))]
     m.default_css = [
         ("leaflet_css", vendor("leaflet/dist/leaflet.css")),

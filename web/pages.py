@@ -6,7 +6,6 @@ import logging
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     redirect,
     render_template,
@@ -21,7 +20,7 @@ from layers.errors import Unauthorized
 from web.auth import policy
 from web.db import db_session
 from web.i18n import negotiate_locale, strings, t
-from web.maps import data_bounds, layers_map, render
+from web.maps import data_bounds, layers_map, page_response, render
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -41,9 +40,7 @@ def district_map():
         f'<a href="{url_for("pages.login")}">{escape(t("login", lang))}</a></header>'
     )
     html = render(m, title=t("district_map", lang), lang=lang, body_html=header)
-    resp = Response(html, mimetype="text/html")
-    resp.set_cookie("lang", lang, samesite="Lax")
-    return resp
+    return page_response(html, lang, personal=False)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from shapely import wkb
 from shapely.geometry import mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers.drafts.service import current_generation
 from layers.errors import BadRequest, NotFound
 from web.auth import current_principal, policy
 from web.db import db_session
@@ -27,24 +28,21 @@ from web.maps import (
     data_bounds,
     display_crs_for,
     layers_map,
+    page_response,
+    panel_css,
     render,
+    url_template,
     vendor,
 )
-from web.staff import staff_page
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("planner", __name__)
 
-_PLACEHOLDER = 987654321  # an id no route will see; replaced by "{id}" in the page's URLs
 GEOMAN = "@geoman-io/leaflet-geoman-free/dist/leaflet-geoman"
 
 
-def current_generation(session: Session) -> int:
-    return int(session.scalar(text("SELECT coalesce(max(id), 0) FROM generations")))
-
-
-def community_list(session: Session, lang: str) -> list[dict[str, Any]]:
-    """Every community with its number of live grids (the planner's picker)."""
+def community_list(session: Session, lang: str, generation: int) -> list[dict[str, Any]]:
+    """Every community with its number of grids live at ``generation`` (the planner's picker)."""
     rows = session.execute(
         text(
             "SELECT c.code, c.name, c.name_en, (SELECT count(*) FROM grids g"
@@ -52,7 +50,7 @@ def community_list(session: Session, lang: str) -> list[dict[str, Any]]:
             " AND (g.generation_high IS NULL OR g.generation_high > :cur)) AS n"
             " FROM areas c WHERE c.level = 'community' ORDER BY c.code"
         ),
-        {"cur": current_generation(session)},
+        {"cur": generation},
     ).all()
     return [
         {
@@ -121,19 +119,16 @@ def grids_at_generation(generation: int):
     )
 
 
-def _id_url(endpoint: str, key: str, **kw: Any) -> str:
-    return url_for(endpoint, **{key: _PLACEHOLDER}, **kw).replace(str(_PLACEHOLDER), "{id}")
-
-
 @bp.get("/planner")
-@staff_page("pages.planner")
+@policy("pages.planner")
 def planner_page():
     """The planner map; ``?community=`` preselects a community, ``?draft=`` opens a draft."""
     lang = negotiate_locale()
     settings = current_app.config["MINQING"]
     session = db_session()
     ui = strings(lang)
-    communities = community_list(session, lang)
+    generation = current_generation(session)
+    communities = community_list(session, lang, generation)
     wanted = request.args.get("community")
     selected = wanted if any(c["code"] == wanted for c in communities) else None
     draft = request.args.get("draft", type=int)
@@ -143,7 +138,7 @@ def planner_page():
         ui=ui,
         layer_specs=[s for s in STANDARD_LAYERS if s["name"] == "buildings"],
         extra_js=(vendor(f"{GEOMAN}.js"),),
-        extra_css=(vendor(f"{GEOMAN}.css"), url_for("assets.static", filename="css/planner.css")),
+        extra_css=(vendor(f"{GEOMAN}.css"), *panel_css("css/planner.css")),
     )
     other = "en" if lang == "zh-CN" else "zh-CN"
     attach_script(
@@ -156,17 +151,17 @@ def planner_page():
             "communities": communities,
             "community": selected,
             "draft": draft,
-            "generation": current_generation(session),
+            "generation": generation,
             "urls": {
                 "drafts": url_for("drafts_api.list_drafts"),
-                "draft": _id_url("drafts_api.get_draft", "draft_id"),
-                "edits": _id_url("drafts_api.edit_draft", "draft_id"),
-                "upload": _id_url("drafts_api.upload_draft", "draft_id"),
-                "impact": _id_url("drafts_api.draft_impact", "draft_id"),
-                "publish": _id_url("drafts_api.publish_draft", "draft_id"),
+                "draft": url_template("drafts_api.get_draft", "draft_id"),
+                "edits": url_template("drafts_api.edit_draft", "draft_id"),
+                "upload": url_template("drafts_api.upload_draft", "draft_id"),
+                "impact": url_template("drafts_api.draft_impact", "draft_id"),
+                "publish": url_template("drafts_api.publish_draft", "draft_id"),
                 "generations": url_for("drafts_api.generations"),
-                "restore": _id_url("drafts_api.restore_generation", "generation"),
-                "generation_grids": _id_url("planner.grids_at_generation", "generation"),
+                "restore": url_template("drafts_api.restore_generation", "generation"),
+                "generation_grids": url_template("planner.grids_at_generation", "generation"),
                 "login": url_for("pages.login", next=url_for("planner.planner_page")),
             },
             "labels": ui,
@@ -182,7 +177,4 @@ def planner_page():
     )
     body += render_template("planner_dialogs.html", ui=ui)
     html = render(m, title=t("planner_title", lang), lang=lang, body_html=body)
-    resp = Response(html, mimetype="text/html")
-    resp.set_cookie("lang", lang, samesite="Lax")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return page_response(html, lang)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
@@ -44,6 +45,8 @@ bp = Blueprint("requests_api", __name__, url_prefix="/api/v1")
 
 DEFAULT_RATE_LIMIT = "30/60"
 MAX_IDEMPOTENCY_KEY = 200
+METRICS_PERIOD_DAYS = 30  # the metrics' period when ?from= is absent
+MAX_LIMITER_KEYS = 100_000
 
 
 class SlidingWindowLimiter:
@@ -54,6 +57,7 @@ class SlidingWindowLimiter:
         self.window_s = window_s
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._next_sweep = float("-inf")
 
     def allow(self, key: str, now: float | None = None) -> tuple[bool, float]:
         """(allowed, seconds until the next slot frees) and record the event if allowed."""
@@ -65,9 +69,13 @@ class SlidingWindowLimiter:
             if len(q) >= self.count:
                 return False, max(0.0, q[0] + self.window_s - t)
             q.append(t)
-            if len(self._events) > 100_000:  # forget idle clients
-                for k in [k for k, v in self._events.items() if not v][:50_000]:
+            if len(self._events) > MAX_LIMITER_KEYS and t >= self._next_sweep:
+                # forget clients with nothing left in the window (a key's events are only
+                # dropped when that key comes back); at most one sweep per window
+                cutoff = t - self.window_s
+                for k in [k for k, v in self._events.items() if not v or v[-1] <= cutoff]:
                     del self._events[k]
+                self._next_sweep = t + self.window_s
             return True, 0.0
 
 
@@ -89,9 +97,35 @@ def _tz() -> str:
     return current_app.config["MINQING"].timezone
 
 
-def _actor() -> service.Actor:
-    p = current_principal()
-    return service.Actor(kind="user", user_id=p.user_id, grant=g.grant)
+def user_actor() -> service.Actor:
+    """The signed-in caller as the services' actor, with the grant ``policy`` checked."""
+    return service.Actor(kind="user", user_id=current_principal().user_id, grant=g.grant)
+
+
+def metrics_period(now: datetime) -> tuple[datetime, datetime]:
+    """[from, to) from ``?from=`` / ``?to=``; by default the ``METRICS_PERIOD_DAYS`` up to
+    ``now``. GET /metrics and the staff pages' exports read the same period."""
+    period_to = parse_time(request.args.get("to"), "to", _tz()) or now
+    period_from = parse_time(request.args.get("from"), "from", _tz()) or period_to - timedelta(
+        days=METRICS_PERIOD_DAYS
+    )
+    return period_from, period_to
+
+
+def caller_metrics(level: str) -> tuple[datetime, datetime, list[dict[str, Any]]]:
+    """(from, to, rows): the caller's metrics per ``level`` over the query's period, as
+    GET /metrics serves them (and the staff CSV export writes them)."""
+    now = datetime.now(UTC)
+    period_from, period_to = metrics_period(now)
+    rows = metrics_service.scoped_metrics(
+        session=db_session(),
+        actor=user_actor(),
+        level=level,
+        period_from=period_from,
+        period_to=period_to,
+        now=now,
+    )
+    return period_from, period_to, rows
 
 
 def _client_address() -> str:
@@ -107,8 +141,7 @@ def create_request():
     if not principal.authenticated:
         allowed, retry_s = _limiter().allow(_client_address())
         if not allowed:
-            err = RateLimited("rate_limited", retry_after_s=round(retry_s, 1))
-            raise err
+            raise RateLimited("rate_limited", retry_after_s=round(retry_s, 1))
     body = json_body()
     intake = parse_intake(body)
     idem = None
@@ -187,7 +220,7 @@ def list_requests():
     )
     items, next_cursor = service.list_requests(
         session=db_session(),
-        actor=_actor(),
+        actor=user_actor(),
         filters=filters,
         limit=parse_limit(args.get("limit")),
         cursor=args.get("cursor"),
@@ -206,7 +239,7 @@ def request_read(request_id: int):
     """One request with its timeline, offers and the actions allowed now."""
     return jsonify(
         service.request_detail(
-            session=db_session(), request_id=request_id, actor=_actor(), tz=_tz()
+            session=db_session(), request_id=request_id, actor=user_actor(), tz=_tz()
         )
     )
 
@@ -219,13 +252,13 @@ def _action_view(action: str):
             session=db_session(),
             request_id=request_id,
             action=action,
-            actor=_actor(),
+            actor=user_actor(),
             body=body,
             tz=_tz(),
         )
         try:
             detail = service.request_detail(
-                session=db_session(), request_id=req.id, actor=_actor(), tz=_tz()
+                session=db_session(), request_id=req.id, actor=user_actor(), tz=_tz()
             )
         except Forbidden:  # e.g. handed to another grid: done, but no longer the actor's
             detail = {
@@ -298,19 +331,8 @@ def categories():
 @policy("metrics.read")
 def metrics():
     """DESIGN §3 metrics per grid | community | street over [from, to) (default: 30 days)."""
-    args = request.args
-    now = datetime.now(UTC)
-    period_to = parse_time(args.get("to"), "to", _tz()) or now
-    period_from = parse_time(args.get("from"), "from", _tz()) or period_to - timedelta(days=30)
-    level = args.get("level", "grid")
-    rows = metrics_service.scoped_metrics(
-        session=db_session(),
-        actor=_actor(),
-        level=level,
-        period_from=period_from,
-        period_to=period_to,
-        now=now,
-    )
+    level = request.args.get("level", "grid")
+    period_from, period_to, rows = caller_metrics(level)
     return jsonify(
         {
             "level": level,

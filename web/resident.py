@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import segno
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from markupsafe import Markup
 
 from data.catalogues import request_categories, venue_categories
@@ -14,7 +14,15 @@ from layers.requests.service import ticket_view
 from web.auth import policy
 from web.db import db_session
 from web.i18n import UI, category_name, negotiate_locale, strings, t
-from web.maps import attach_script, data_bounds, display_crs_for, layers_map, render
+from web.maps import (
+    attach_script,
+    data_bounds,
+    display_crs_for,
+    layers_map,
+    page_response,
+    panel_css,
+    render,
+)
 
 # services a resident looks for first (venue category codes of data/catalogues)
 RESIDENT_SERVICES = (
@@ -70,7 +78,7 @@ def home():
         bounds=bounds,
         settings=settings,
         ui=ui,
-        extra_css=(url_for("assets.static", filename="css/resident.css"),),
+        extra_css=panel_css("css/resident.css"),
     )
     start = grid.centroid_lonlat if grid else None
     attach_script(
@@ -107,7 +115,7 @@ def home():
         lang=lang,
         body_html=render_template("resident_panel.html", ui=ui, grid=grid, lang=lang),
     )
-    return Response(html, mimetype="text/html")
+    return page_response(html, lang, personal=False)
 
 
 @bp.get("/t/<ticket>")

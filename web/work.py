@@ -5,16 +5,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
+from flask import Blueprint, current_app, jsonify, render_template, url_for
 
-from data.catalogues import request_categories
 from layers.circles.service import walking_routes
 from layers.grids.service import grids_bounds
 from layers.volunteers.dashboard import volunteer_dashboard
 from web.auth import current_principal, policy
 from web.db import db_session
-from web.i18n import negotiate_locale, strings, t
-from web.maps import STANDARD_LAYERS, attach_script, data_bounds, layers_map, render, vendor
+from web.i18n import category_names, negotiate_locale, strings, t
+from web.maps import (
+    STANDARD_LAYERS,
+    attach_script,
+    data_bounds,
+    layers_map,
+    page_response,
+    render,
+    url_template,
+    vendor,
+)
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("work", __name__)
@@ -68,10 +76,6 @@ LEADER_LAYERS: list[dict[str, Any]] = [
 ]
 
 
-def _categories(lang: str) -> dict[str, str]:
-    return {c.code: (c.name_en if lang == "en" else c.name_zh) for c in request_categories()}
-
-
 @bp.get("/leader")
 @policy("pages.leader")
 def leader():
@@ -106,10 +110,10 @@ def leader():
         {
             "lang": lang,
             "grids": codes,
-            "categories": _categories(lang),
+            "categories": category_names(lang),
             "urls": {
                 "requests": url_for("requests_api.list_requests"),
-                "detail": url_for("requests_api.request_read", request_id=0)[:-1],
+                "detail": url_template("requests_api.request_read", "request_id"),
             },
             "labels": ui,
         },
@@ -122,7 +126,7 @@ def leader():
             "leader_panel.html", ui=ui, lang=lang, grids=codes, user=principal.username
         ),
     )
-    return Response(html, mimetype="text/html")
+    return page_response(html, lang)
 
 
 @bp.get("/v")
@@ -148,10 +152,10 @@ def volunteer():
         "Minqing.volunteer",
         {
             "lang": lang,
-            "categories": _categories(lang),
+            "categories": category_names(lang),
             "urls": {
                 "me": url_for("work.volunteer_me"),
-                "detail": url_for("requests_api.request_read", request_id=0)[:-1],
+                "detail": url_template("requests_api.request_read", "request_id"),
                 "route": url_for("circles_api.route")
                 if "circles_api.route" in current_app.view_functions
                 else None,
@@ -165,7 +169,7 @@ def volunteer():
         lang=lang,
         body_html=render_template("volunteer_panel.html", ui=ui, lang=lang, me=me),
     )
-    return Response(html, mimetype="text/html")
+    return page_response(html, lang)
 
 
 @bp.get("/api/v1/me/volunteer")

@@ -23,18 +23,8 @@
   var GRID_WIDE = { households_out_of_range: 1, non_contiguous: 1, code_missing: 1,
                     code_duplicate: 1, code_malformed: 1 };
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function fmt(template, values) {
-    return String(template).replace(/\{(\w+)\}/g, function (_, k) {
-      return values[k] === undefined || values[k] === null ? "" : values[k];
-    });
-  }
+  var el = Minqing.el;  // web/static/js/dom.js
+  var fmt = Minqing.fmt;
 
   function byId(id) { return document.getElementById(id); }
 

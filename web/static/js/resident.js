@@ -4,16 +4,8 @@
   "use strict";
   var Minqing = (global.Minqing = global.Minqing || {});
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function fmt(template, values) {
-    return template.replace(/\{(\w+)\}/g, function (_, k) { return values[k]; });
-  }
+  var el = Minqing.el;  // web/static/js/dom.js
+  var fmt = Minqing.fmt;
 
   Minqing.resident = function (map, config) {
     var labels = config.labels;

@@ -13,16 +13,8 @@
     return Minqing.state;
   }
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function fmt(template, values) {
-    return String(template).replace(/\{(\w+)\}/g, function (_, k) { return values[k]; });
-  }
+  var el = Minqing.el;  // web/static/js/dom.js
+  var fmt = Minqing.fmt;
 
   function storage() {
     try { return global.sessionStorage; } catch (e) { return null; }

@@ -6,12 +6,8 @@
   var Minqing = (global.Minqing = global.Minqing || {});
   Minqing.state = Minqing.state || { layers: {}, pending: 0, errors: [] };
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
+  var el = Minqing.el;  // web/static/js/dom.js
+  var fmt = Minqing.fmt;
 
   function api(url, method, body, lang) {
     var opts = { method: method || "GET", credentials: "same-origin",
@@ -97,7 +93,7 @@
       box.appendChild(el("div", { class: "txt" }, r.text));
       var more = el("div", { class: "mq-more" }, labels.loading);
       box.appendChild(more);
-      api(config.urls.detail + r.id, "GET", undefined, config.lang).then(function (d) {
+      api(fmt(config.urls.detail, { id: r.id }), "GET", undefined, config.lang).then(function (d) {
         more.textContent = "";
         if (d.contact && (d.contact.name || d.contact.phone)) {
           more.appendChild(el("div", { class: "meta" },
@@ -117,7 +113,7 @@
       var allowed = d.allowed_actions || [];
       function run(action, body) {
         msg.textContent = "";
-        return api(config.urls.detail + d.id + "/" + action, "POST", body, config.lang)
+        return api(fmt(config.urls.detail, { id: d.id }) + "/" + action, "POST", body, config.lang)
           .then(function () { return refresh(d.id); })
           .catch(function (e) { msg.textContent = e.message; });
       }
@@ -235,7 +231,7 @@
       var acts = el("div", { class: "mq-actions" });
       function run(action, body) {
         msg.textContent = "";
-        api(config.urls.detail + r.id + "/" + action, "POST", body, config.lang)
+        api(fmt(config.urls.detail, { id: r.id }) + "/" + action, "POST", body, config.lang)
           .then(refresh).catch(function (e) { msg.textContent = e.message; });
       }
       if (kind === "offer") acts.appendChild(actionRow(labels.action_claim, function () { run("claim", {}); }));
