@@ -53,11 +53,12 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from bench.common import (
     Timer,
     app_server,
-    append_results,
     emit,
     figure,
-    final_json,
     machine,
+    machine_line,
+    open_database,
+    publish,
     scratch_database,
     server_version,
 )
@@ -75,7 +76,6 @@ from geo.circles import (
 )
 from geo.walk import Snap, WalkGraph, per_source_node_distances, reach_from
 from layers.config import Settings
-from layers.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,6 @@ PG_SAMPLE = 10
 EDGES_SQL = (
     "SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM network_edges"
 )
-FIGURES_TAG = "figures: "
 
 
 @dataclass
@@ -143,22 +142,18 @@ def demo_network(url: str, settings: Settings) -> tuple[Network, dict[str, Any]]
     from layers.circles.graph_cache import load_graph
     from layers.importers.service import import_osm
 
-    database = Database.from_url(url)
-    try:
-        with database.session() as session:
-            with Timer() as t:
-                import_osm(session=session, path=helsinki_pbf(), progress=False)
-                session.commit()
-            with Timer() as t_graph:
-                loaded = load_graph(session)
-            rows = session.execute(
-                text(
-                    "SELECT ST_X(geom), ST_Y(geom) FROM venues"
-                    " WHERE active AND NOT ST_IsEmpty(geom) ORDER BY id"
-                )
-            ).all()
-    finally:
-        database.engine.dispose()
+    with open_database(url) as database, database.session() as session:
+        with Timer() as t:
+            import_osm(session=session, path=helsinki_pbf(), progress=False)
+            session.commit()
+        with Timer() as t_graph:
+            loaded = load_graph(session)
+        rows = session.execute(
+            text(
+                "SELECT ST_X(geom), ST_Y(geom) FROM venues"
+                " WHERE active AND NOT ST_IsEmpty(geom) ORDER BY id"
+            )
+        ).all()
     assert loaded is not None
     snap, unsnapped = _venue_snap(loaded, np.array(rows, dtype=float), settings.walk_snap_limit_m)
     g = loaded.graph
@@ -174,40 +169,36 @@ def synthetic_network(
     from layers.circles.graph_cache import load_graph
 
     rng = np.random.default_rng([seed, 5])
-    database = Database.from_url(url)
-    try:
-        with database.session() as session:
-            with Timer() as t:
-                generate_district(
-                    session=session,
-                    grids=grids,
-                    buildings=0,
-                    volunteers=0,
-                    requests=0,
-                    network_edges_min=edges,
-                    seed=seed,
-                )
-                session.commit()
-            with Timer() as t_graph:
-                loaded = load_graph(session)
-            assert loaded is not None
-            g = loaded.graph
-            main = np.flatnonzero(g.component == g.main_component)
-            nodes = np.sort(rng.choice(main, size=min(venues, len(main)), replace=False))
-            lon, lat = loaded.to_lonlat.transform(g.node_xy[nodes, 0], g.node_xy[nodes, 1])
-            session.execute(
-                text(
-                    "INSERT INTO venues (category, name, geom)"
-                    " VALUES (:c, :n, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-                ),
-                [
-                    {"c": CATEGORY, "n": f"bench {i}", "lon": float(x), "lat": float(y)}
-                    for i, (x, y) in enumerate(zip(lon, lat, strict=True))
-                ],
+    with open_database(url) as database, database.session() as session:
+        with Timer() as t:
+            generate_district(
+                session=session,
+                grids=grids,
+                buildings=0,
+                volunteers=0,
+                requests=0,
+                network_edges_min=edges,
+                seed=seed,
             )
             session.commit()
-    finally:
-        database.engine.dispose()
+        with Timer() as t_graph:
+            loaded = load_graph(session)
+        assert loaded is not None
+        g = loaded.graph
+        main = np.flatnonzero(g.component == g.main_component)
+        nodes = np.sort(rng.choice(main, size=min(venues, len(main)), replace=False))
+        lon, lat = loaded.to_lonlat.transform(g.node_xy[nodes, 0], g.node_xy[nodes, 1])
+        session.execute(
+            text(
+                "INSERT INTO venues (category, name, geom)"
+                " VALUES (:c, :n, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+            ),
+            [
+                {"c": CATEGORY, "n": f"bench {i}", "lon": float(x), "lat": float(y)}
+                for i, (x, y) in enumerate(zip(lon, lat, strict=True))
+            ],
+        )
+        session.commit()
     snap, unsnapped = _venue_snap(loaded, np.column_stack([lon, lat]), settings.walk_snap_limit_m)
     info = {
         "generate_s": round(t.s, 2),
@@ -256,8 +247,7 @@ def _nx_from_venue(g: nx.Graph, graph: WalkGraph, snap: Snap, i: int, budget_m: 
 
 def pg_driving_distance(url: str, vids: np.ndarray, budget_m: float) -> tuple[float, int]:
     """One ``pgr_drivingDistance`` call with every start vertex: (seconds, rows)."""
-    database = Database.from_url(url)
-    try:
+    with open_database(url) as database:
         with database.session() as session:
             session.execute(text("CREATE EXTENSION IF NOT EXISTS pgrouting"))
             session.commit()
@@ -269,8 +259,6 @@ def pg_driving_distance(url: str, vids: np.ndarray, budget_m: float) -> tuple[fl
                     q, {"sql": EDGES_SQL, "vids": [int(x) for x in vids], "d": budget_m}
                 ).scalar_one()
         return t.s, int(rows)
-    finally:
-        database.engine.dispose()
 
 
 def pg_check(url: str, net: Network, g_nx: nx.Graph, budget_m: float, n: int) -> int:
@@ -278,26 +266,22 @@ def pg_check(url: str, net: Network, g_nx: nx.Graph, budget_m: float, n: int) ->
     the number of venues whose reached nodes or distances (± 1e-6 m) differ."""
     graph = net.graph
     pick = np.linspace(0, len(net.start_vids) - 1, min(n, len(net.start_vids))).astype(int)
-    database = Database.from_url(url)
     bad = 0
-    try:
-        with database.session() as session:
-            for i in pick:
-                vid = int(net.start_vids[i])
-                rows = session.execute(
-                    text(
-                        "SELECT node, agg_cost FROM pgr_drivingDistance("
-                        ":sql, :vid, :d, directed => false)"
-                    ),
-                    {"sql": EDGES_SQL, "vid": vid, "d": budget_m},
-                ).all()
-                theirs = {int(np.searchsorted(graph.node_ids, r[0])): float(r[1]) for r in rows}
-                src = int(np.searchsorted(graph.node_ids, vid))
-                ref = nx.single_source_dijkstra_path_length(g_nx, src, cutoff=budget_m)
-                if set(theirs) != set(ref) or any(abs(theirs[k] - ref[k]) > 1e-6 for k in ref):
-                    bad += 1
-    finally:
-        database.engine.dispose()
+    with open_database(url) as database, database.session() as session:
+        for i in pick:
+            vid = int(net.start_vids[i])
+            rows = session.execute(
+                text(
+                    "SELECT node, agg_cost FROM pgr_drivingDistance("
+                    ":sql, :vid, :d, directed => false)"
+                ),
+                {"sql": EDGES_SQL, "vid": vid, "d": budget_m},
+            ).all()
+            theirs = {int(np.searchsorted(graph.node_ids, r[0])): float(r[1]) for r in rows}
+            src = int(np.searchsorted(graph.node_ids, vid))
+            ref = nx.single_source_dijkstra_path_length(g_nx, src, cutoff=budget_m)
+            if set(theirs) != set(ref) or any(abs(theirs[k] - ref[k]) > 1e-6 for k in ref):
+                bad += 1
     return bad
 
 
@@ -652,12 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         del s_reached
         from layers.circles.graph_cache import load_graph
 
-        database = Database.from_url(url)
-        try:
-            with database.session() as session:
-                loaded = load_graph(session)
-        finally:
-            database.engine.dispose()
+        with open_database(url) as database, database.session() as session:
+            loaded = load_graph(session)
         assert loaded is not None
         api = bench_nearest(
             url,
@@ -720,8 +700,7 @@ def main(argv: list[str] | None = None) -> int:
 
     emit(f"circles bench ({mode})")
     lines = [
-        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
-        f"Python {host['python']}, {versions}",
+        machine_line(host, versions),
     ]
     lines += _report(f"demo (Helsinki, {demo.graph.n_edges:,} edges)", d_reach, d_poly, d_svc)
     lines += _report(f"synthetic ({syn.graph.n_edges:,} edges)", s_reach, s_poly, s_svc)
@@ -742,11 +721,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{api['p99_ms']:.1f} ms, max {api['max_ms']:.1f} ms ({_verdict(nearest_ok)}); "
         f"{api['http_errors']} HTTP errors",
         f"- targets: {json.dumps(targets)}; checks: {json.dumps(checks)}",
-        f"- {FIGURES_TAG}`{json.dumps(figures, ensure_ascii=False)}`",
     ]
-    path = append_results(f"circles bench ({mode})", lines)
-    emit(f"results appended to {path}")
-    final_json(figures)
+    publish(f"circles bench ({mode})", lines, figures)
     return 0 if figures["checks_pass"] else 1
 
 

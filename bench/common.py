@@ -26,12 +26,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from layers.config import PROJECT_ROOT
-from layers.db import migrate
+from layers.db import Database, migrate
 
 logger = logging.getLogger(__name__)
 
 RESULTS_ENV = "MINQING_BENCH_RESULTS"
 DEFAULT_RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+FIGURES_TAG = "figures: "  # a results section's last line: "- figures: `{json}`"
 
 
 def emit(line: str = "") -> None:
@@ -81,6 +82,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_line(host: dict[str, Any], setup: str) -> str:
+    """The results line saying what the figures were measured on (``host`` from
+    :func:`machine`, taken at the end of the run); ``setup``: server versions and the like."""
+    return (
+        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
+        f"Python {host['python']}, {setup}"
+    )
+
+
 def results_path() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
 
@@ -103,6 +113,19 @@ def append_results(title: str, lines: list[str]) -> Path:
 def final_json(figures: dict[str, Any]) -> None:
     """The last stdout line: one JSON object with the figures."""
     emit(json.dumps(figures, ensure_ascii=False, sort_keys=False, default=str))
+
+
+def publish(
+    title: str, lines: list[str], figures: dict[str, Any], recorded: dict[str, Any] | None = None
+) -> Path:
+    """End of a bench: append ``lines`` and a ``- figures: `{json}``` line holding ``recorded``
+    (default: ``figures``) as a section to the results file, say where, then print the final
+    JSON line of ``figures``."""
+    shown = json.dumps(figures if recorded is None else recorded, ensure_ascii=False, default=str)
+    path = append_results(title, [*lines, f"- {FIGURES_TAG}`{shown}`"])
+    emit(f"results appended to {path}")
+    final_json(figures)
+    return path
 
 
 def server_url() -> tuple[str, Any]:
@@ -144,6 +167,17 @@ def scratch_database(prefix: str = "minqing_bench") -> Iterator[str]:
         admin.dispose()
         if cluster is not None:
             cluster.down()
+
+
+@contextmanager
+def open_database(url: str) -> Iterator[Database]:
+    """A ``Database`` on ``url`` whose engine is disposed on exit (a bench opens one per phase
+    so no pooled connection outlives it)."""
+    database = Database.from_url(url)
+    try:
+        yield database
+    finally:
+        database.engine.dispose()
 
 
 def server_version(url: str) -> str:

@@ -29,19 +29,20 @@ import shapely
 from sqlalchemy import text
 
 from bench.common import (
+    FIGURES_TAG,
     Timer,
-    append_results,
     emit,
     figure,
-    final_json,
     machine,
+    machine_line,
+    open_database,
+    publish,
     results_path,
     scratch_database,
     server_version,
 )
 from data.synthetic import generate_district, live_grids, shared_vertices
 from geo.assign import GridIndex
-from layers.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ FULL = {"grids": 600, "points": 1_000_000}
 QUICK = {"grids": 100, "points": 50_000}
 BORDER_SHARE = 0.01
 OUTSIDE_SHARE = 0.02
-FIGURES_TAG = "figures: "
 
 
 def bench_points(
@@ -87,8 +87,7 @@ def import_demo_osm(url: str) -> dict[str, Any]:
     from data.demo import helsinki_pbf
     from layers.importers.service import import_osm
 
-    database = Database.from_url(url)
-    try:
+    with open_database(url) as database:
         with database.session() as session, Timer() as t:
             report = import_osm(session=session, path=helsinki_pbf(), progress=False)
         layers = report.as_dict()["layers"]
@@ -98,8 +97,6 @@ def import_demo_osm(url: str) -> dict[str, Any]:
             "osm_venues": layers.get("venues", {}).get("imported", 0),
             "osm_network_edges": layers.get("network", {}).get("imported", 0),
         }
-    finally:
-        database.engine.dispose()
 
 
 def _copy_points(session, lon: np.ndarray, lat: np.ndarray) -> None:
@@ -116,9 +113,8 @@ def _copy_points(session, lon: np.ndarray, lat: np.ndarray) -> None:
 
 def assignment_bench(url: str, *, grids: int, points: int, seed: int) -> dict[str, Any]:
     """Vectorised vs PostGIS assignment of ``points`` points to ``grids`` live grids."""
-    database = Database.from_url(url)
     out: dict[str, Any] = {}
-    try:
+    with open_database(url) as database:
         with database.session() as session:
             with Timer() as t:
                 summary = generate_district(
@@ -202,8 +198,6 @@ def assignment_bench(url: str, *, grids: int, points: int, seed: int) -> dict[st
         out["outside_points_assigned"] = int(((kind == 2) & (hit >= 0)).sum())
         out["border_points_assigned"] = int(((kind == 1) & (hit >= 0)).sum())
         return out
-    finally:
-        database.engine.dispose()
 
 
 def previous_figures(mode: str) -> dict[str, Any] | None:
@@ -268,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(f"target ≥ {TARGET_PTS_PER_S:,} points/s: {verdict}")
 
     lines = [
-        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
-        f"Python {host['python']}, {versions}",
+        machine_line(host, versions),
         f"- sizes: {sizes['grids']} grids (median {figures['median_grid_vertices']:.0f} "
         f"vertices), {sizes['points']:,} points ({figures['border_points']:,} on shared "
         f"vertices, {figures['outside_points']:,} outside every grid), seed {args.seed}",
@@ -297,10 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- previous {mode} run: vectorised {baseline['vectorised_pts_per_s']:,} points/s, "
             f"PostGIS {baseline['postgis_pts_per_s']:,} points/s"
         )
-    lines.append(f"- {FIGURES_TAG}`{json.dumps(figures, ensure_ascii=False)}`")
-    path = append_results(f"import bench ({mode})", lines)
-    emit(f"results appended to {path}")
-    final_json(figures)
+    publish(f"import bench ({mode})", lines, figures)
     return 1 if figures["mismatches"] else 0
 
 

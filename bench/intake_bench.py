@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,12 @@ from sqlalchemy.exc import DBAPIError
 from bench.common import (
     Timer,
     app_server,
-    append_results,
     emit,
     figure,
-    final_json,
     machine,
+    machine_line,
+    open_database,
+    publish,
     scratch_database,
     server_version,
 )
@@ -100,7 +102,6 @@ GAP_GRIDS = 2  # grids taken out of the live generation: their points go to comm
 TRIAGE_SHARE = 0.02
 OUTSIDE_SHARE = 0.02
 TEXTS = ["楼道灯坏了好几天", "屋顶漏水需要维修", "独居老人需要定期探访", "<b>门禁</b>坏了 & 急"]
-FIGURES_TAG = "figures: "
 
 
 # --------------------------------------------------------------------------- the district
@@ -109,8 +110,7 @@ FIGURES_TAG = "figures: "
 def build_district(url: str, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     """Write the synthetic district, open ``GAP_GRIDS`` gaps, and return what the checks need:
     live grid geometries and codes, community geometries, and the gap grids."""
-    database = Database.from_url(url)
-    try:
+    with open_database(url) as database:
         with database.session() as s:
             with Timer() as t:
                 summary = generate_district(
@@ -125,8 +125,9 @@ def build_district(url: str, sizes: dict[str, Any], seed: int) -> dict[str, Any]
                 s.commit()
             rng = np.random.default_rng([seed, 7])
             live = live_grids(s)
-            gap_idx = rng.choice(len(live), size=min(GAP_GRIDS, len(live) - 1), replace=False)
-            gap_ids = [int(i) for i in live["id"].to_numpy()[gap_idx]]
+            gap = np.zeros(len(live), dtype=bool)
+            gap[rng.choice(len(live), size=min(GAP_GRIDS, len(live) - 1), replace=False)] = True
+            gap_ids = [int(i) for i in live["id"].to_numpy()[gap]]
             # a new generation without them, as a publish that removes two grids would be
             gen = current_generation(s) + 1
             s.execute(
@@ -138,6 +139,12 @@ def build_district(url: str, sizes: dict[str, Any], seed: int) -> dict[str, Any]
                 {"g": gen, "ids": gap_ids},
             )
             s.commit()
+            comm = s.execute(
+                text(
+                    "SELECT code, ST_AsBinary(geom) FROM areas WHERE level = 'community' "
+                    "ORDER BY code"
+                )
+            ).all()
         # Measure a database in steady state, not one digesting a bulk load: vacuum and
         # analyse what was just written and flush it, so neither autovacuum nor the
         # checkpointer competes with the load for the two cores.
@@ -148,28 +155,16 @@ def build_district(url: str, sizes: dict[str, Any], seed: int) -> dict[str, Any]
                 c.execute(text("CHECKPOINT"))
             except DBAPIError as exc:  # needs superuser or pg_checkpoint on a server of yours
                 logger.warning("no CHECKPOINT before the load: %s", exc.orig)
-        with database.session() as s:
-            live = live_grids(s)
-            comm = s.execute(
-                text(
-                    "SELECT code, ST_AsBinary(geom) FROM areas WHERE level = 'community' "
-                    "ORDER BY code"
-                )
-            ).all()
-            gaps = s.execute(
-                text("SELECT ST_AsBinary(geom) FROM grids WHERE id = ANY(:ids)"), {"ids": gap_ids}
-            ).all()
-        return {
-            "generate_s": round(t.s, 1),
-            "summary": summary,
-            "grid_geoms": live["geometry"].to_numpy(),
-            "grid_codes": live["code"].to_numpy().astype(str),
-            "community_geoms": shapely.from_wkb([bytes(r[1]) for r in comm]),
-            "community_codes": np.array([r[0] for r in comm]),
-            "gap_geoms": shapely.from_wkb([bytes(r[0]) for r in gaps]),
-        }
-    finally:
-        database.engine.dispose()
+    # the live generation is now the one read above less the gaps
+    return {
+        "generate_s": round(t.s, 1),
+        "summary": summary,
+        "grid_geoms": live["geometry"].to_numpy()[~gap],
+        "grid_codes": live["code"].to_numpy().astype(str)[~gap],
+        "community_geoms": shapely.from_wkb([bytes(r[1]) for r in comm]),
+        "community_codes": np.array([r[0] for r in comm]),
+        "gap_geoms": live["geometry"].to_numpy()[gap],
+    }
 
 
 def bench_points(district: dict[str, Any], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +214,7 @@ def expected_outcome(district: dict[str, Any], lon: np.ndarray, lat: np.ndarray)
 # --------------------------------------------------------------------------- the server
 
 
-def gunicorn(url: str, workers: int, log_path: Path):
+def gunicorn(url: str, workers: int, log_path: Path) -> AbstractContextManager[int]:
     """``minqing serve`` with the rate limit lifted and the floor endpoint on."""
     return app_server(
         url,
@@ -339,23 +334,21 @@ def summarise(
     overloaded server still working off the warm-up's backlog is credited for that work)."""
     sched, latency, status = result["sched"], result["latency"], result["status"]
     answer = np.array(result["answer"], dtype=object)
+    created_all = status == 201
+    refused_all = (status == 422) & (answer == "outside_jurisdiction")  # expected, not an error
+    answered_all = created_all | refused_all
     measured = sched >= warmup_s - 1e-9
     st, lat_s, ans, exp = status[measured], latency[measured], answer[measured], expected[measured]
-    created = st == 201
-    refused = (st == 422) & (ans == "outside_jurisdiction")
+    created, refused = created_all[measured], refused_all[measured]
+    answered = answered_all[measured]
     expected_outside = np.array([e is None for e in exp])
     mismatches = int(
         (created & (expected_outside | (ans != np.where(expected_outside, "", exp)))).sum()
         + (refused & ~expected_outside).sum()
     )
-    answered = created | refused
     unsent = st == -2
     failed = ~answered & ~unsent
     errors = int(failed.sum())
-    status_all, answer_all = result["status"], np.array(result["answer"], dtype=object)
-    answered_all = (status_all == 201) | (
-        (status_all == 422) & (answer_all == "outside_jurisdiction")
-    )
     done_all = sched + latency
     completed = int(
         (answered_all & (done_all >= warmup_s) & (done_all < warmup_s + duration_s)).sum()
@@ -420,54 +413,39 @@ def load_bench(
     lon, lat = bench_points(district, n, seed)
     expected = expected_outcome(district, lon, lat)
     intake_bodies, floor_bodies = make_bodies(lon, lat, seed)
+    floor_expected = np.array([e if e is not None else "" for e in expected], dtype=object)
     out: dict[str, Any] = {}
     with gunicorn(url, 2, log_dir / "gunicorn.log") as port:
-        res = run_load(
-            port,
-            "/api/v1/requests",
-            intake_bodies,
-            rate=rate,
-            threads=sizes["threads"],
-            grace_s=sizes["grace_s"],
+        for key, path, bodies, exp in (
+            ("intake", "/api/v1/requests", intake_bodies, expected),
+            ("floor", "/bench/floor", floor_bodies, floor_expected),
+        ):
+            res = run_load(
+                port, path, bodies, rate=rate, threads=sizes["threads"], grace_s=sizes["grace_s"]
+            )
+            out[key] = summarise(res, exp, warmup_s=warm, duration_s=dur, rate=rate)
+    with open_database(url) as database, database.session() as s:
+        out["distance_methods"] = dict(
+            s.execute(
+                text(
+                    "SELECT distance_method, count(DISTINCT request_id) FROM request_offers "
+                    "GROUP BY 1"
+                )
+            ).all()
         )
-        out["intake"] = summarise(res, expected, warmup_s=warm, duration_s=dur, rate=rate)
-        res = run_load(
-            port,
-            "/bench/floor",
-            floor_bodies,
-            rate=rate,
-            threads=sizes["threads"],
-            grace_s=sizes["grace_s"],
-        )
-        floor_expected = np.array([e if e is not None else "" for e in expected], dtype=object)
-        floor = summarise(res, floor_expected, warmup_s=warm, duration_s=dur, rate=rate)
-        out["floor"] = floor
-    database = Database.from_url(url)
-    try:
-        with database.session() as s:
-            out["distance_methods"] = dict(
-                s.execute(
+        out["offered_share"] = round(
+            float(
+                s.scalar(
                     text(
-                        "SELECT distance_method, count(DISTINCT request_id) FROM request_offers "
-                        "GROUP BY 1"
+                        "SELECT avg((EXISTS (SELECT 1 FROM request_offers o "
+                        "WHERE o.request_id = r.id))::int) FROM requests r "
+                        "WHERE r.source = 'api' AND r.grid_id IS NOT NULL"
                     )
-                ).all()
-            )
-            out["offered_share"] = round(
-                float(
-                    s.scalar(
-                        text(
-                            "SELECT avg((EXISTS (SELECT 1 FROM request_offers o "
-                            "WHERE o.request_id = r.id))::int) FROM requests r "
-                            "WHERE r.source = 'api' AND r.grid_id IS NOT NULL"
-                        )
-                    )
-                    or 0.0
-                ),
-                3,
-            )
-    finally:
-        database.engine.dispose()
+                )
+                or 0.0
+            ),
+            3,
+        )
     return out
 
 
@@ -524,26 +502,32 @@ def write_bulk_csv(district: dict[str, Any], n: int, seed: int, path: Path) -> N
     frame.to_csv(path, index=False)
 
 
-def bulk_bench(url: str, district: dict[str, Any], rows: int, seed: int, tmp: Path) -> dict:
+def _request_counts(database: Database) -> tuple[int, int]:
+    """(requests, request events) now in the database."""
+    with database.session() as s:
+        row = s.execute(
+            text("SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM request_events)")
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def bulk_bench(
+    url: str, district: dict[str, Any], rows: int, seed: int, tmp: Path
+) -> dict[str, Any]:
+    """Time ``import requests`` of a ``rows``-row CSV on top of the existing requests, then its
+    re-run (which must insert nothing)."""
     from layers.importers.requests_bulk import import_requests
 
     path = tmp / "historical_requests.csv"
     with Timer() as t_write:
         write_bulk_csv(district, rows, seed, path)
-    database = Database.from_url(url)
-    try:
-        with database.session() as s:
-            existing = int(s.scalar(text("SELECT count(*) FROM requests")) or 0)
-            events_before = int(s.scalar(text("SELECT count(*) FROM request_events")) or 0)
+    with open_database(url) as database:
+        existing, events_before = _request_counts(database)
         with database.session() as s, Timer() as t1:
             first = import_requests(session=s, path=path)
         with database.session() as s, Timer() as t2:
             second = import_requests(session=s, path=path)
-        with database.session() as s:
-            after = int(s.scalar(text("SELECT count(*) FROM requests")) or 0)
-            events_after = int(s.scalar(text("SELECT count(*) FROM request_events")) or 0)
-    finally:
-        database.engine.dispose()
+        after, events_after = _request_counts(database)
     layer1, layer2 = first.layers["requests"], second.layers["requests"]
     return {
         "bulk_rows": rows,
@@ -597,11 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["generate_s"] = district["generate_s"]
         figures["network_edges"] = district["summary"].network_edges
         if not args.skip_load:
-            load = load_bench(url, district, sizes, args.seed, Path(tmp))
-            figures["intake"] = load["intake"]
-            figures["floor"] = load["floor"]
-            figures["distance_methods"] = load["distance_methods"]
-            figures["offered_share"] = load["offered_share"]
+            # intake, floor, distance_methods, offered_share
+            figures.update(load_bench(url, district, sizes, args.seed, Path(tmp)))
         if not args.skip_bulk:
             figures.update(bulk_bench(url, district, sizes["bulk_rows"], args.seed, Path(tmp)))
     figures["total_s"] = round(total.s, 1)
@@ -611,8 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(f"intake bench ({mode}): {sizes['grids']} grids, {sizes['volunteers']:,} volunteers, "
          f"{sizes['requests']:,} historical requests")  # fmt: skip
     lines = [
-        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
-        f"Python {host['python']}, {versions}",
+        machine_line(host, versions),
         f"- district: {sizes['grids']} grids ({GAP_GRIDS} taken out → triage), "
         f"{sizes['buildings']:,} buildings, {sizes['volunteers']:,} volunteers, "
         f"{sizes['requests']:,} historical requests, {figures['network_edges']:,} network "
@@ -686,10 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if figures["bulk_rerun_inserted"]:
             errors += 1
-    lines.append(f"- {FIGURES_TAG}`{json.dumps(figures, ensure_ascii=False, default=str)}`")
-    path = append_results(f"intake bench ({mode})", lines)
-    emit(f"results appended to {path}")
-    final_json(figures)
+    publish(f"intake bench ({mode})", lines, figures)
     return 1 if (errors or mismatches) else 0
 
 

@@ -55,16 +55,16 @@ from sqlalchemy import text
 
 from bench.common import (
     Timer,
-    append_results,
     emit,
-    final_json,
     machine,
+    machine_line,
+    open_database,
+    publish,
     scratch_database,
     server_version,
 )
 from bench.common import app_server as common_app_server
 from layers.config import PROJECT_ROOT
-from layers.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,7 @@ def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, di
     from data.synthetic import generate_district
     from layers.auth.service import bind_role, create_user
 
-    database = Database.from_url(url)
-    try:
+    with open_database(url) as database:
         with database.session() as session:
             summary = generate_district(
                 session=session,
@@ -243,24 +242,18 @@ def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, di
             }
             session.commit()
         return Site(grid_code=grid_code, accounts=usernames, counts=counts), summary.as_dict()
-    finally:
-        database.engine.dispose()
 
 
 def submit_ticket(base: str, url: str, grid_code: str) -> str | None:
     """Submit one request inside ``grid_code`` through the API; its ticket token."""
-    database = Database.from_url(url)
-    try:
-        with database.session() as session:
-            lon, lat = session.execute(
-                text(
-                    "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grids "
-                    "WHERE code = :c AND generation_high IS NULL) x"
-                ),
-                {"c": grid_code},
-            ).one()
-    finally:
-        database.engine.dispose()
+    with open_database(url) as database, database.session() as session:
+        lon, lat = session.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grids "
+                "WHERE code = :c AND generation_high IS NULL) x"
+            ),
+            {"c": grid_code},
+        ).one()
     body = json.dumps(
         {"category": "housing", "text": "楼道灯坏了 (pages bench)", "lon": lon, "lat": lat}
     ).encode()
@@ -319,40 +312,36 @@ def build_baseline(url: str, directory: Path) -> dict[str, Any]:
 
     from web.maps import FALLBACK_BOUNDS
 
-    database = Database.from_url(url)
-    try:
-        with database.session() as session:
+    with open_database(url) as database, database.session() as session:
 
-            def collection(sql: str) -> dict[str, Any]:
-                rows = session.execute(text(sql)).all()
-                return {
-                    "type": "FeatureCollection",
-                    "features": [
-                        {"type": "Feature", "geometry": json.loads(g), "properties": dict(p)}
-                        for g, p in rows
-                    ],
-                }
+        def collection(sql: str) -> dict[str, Any]:
+            rows = session.execute(text(sql)).all()
+            return {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "geometry": json.loads(g), "properties": dict(p)}
+                    for g, p in rows
+                ],
+            }
 
-            grids = collection(
-                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', name, "
-                "'households', households) FROM grids WHERE generation_high IS NULL"
+        grids = collection(
+            "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', name, "
+            "'households', households) FROM grids WHERE generation_high IS NULL"
+        )
+        buildings = collection(
+            "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', "
+            "coalesce(name, ''), 'levels', levels, 'households', households) FROM buildings"
+        )
+        venues = collection(
+            "SELECT ST_AsGeoJSON(geom, 6), json_build_object('name', name, 'category', "
+            "category) FROM venues WHERE active"
+        )
+        ext = session.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "FROM (SELECT ST_Extent(geom) e FROM grids) x"
             )
-            buildings = collection(
-                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', "
-                "coalesce(name, ''), 'levels', levels, 'households', households) FROM buildings"
-            )
-            venues = collection(
-                "SELECT ST_AsGeoJSON(geom, 6), json_build_object('name', name, 'category', "
-                "category) FROM venues WHERE active"
-            )
-            ext = session.execute(
-                text(
-                    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                    "FROM (SELECT ST_Extent(geom) e FROM grids) x"
-                )
-            ).one()
-    finally:
-        database.engine.dispose()
+        ).one()
     bounds = ((ext[1], ext[0]), (ext[3], ext[2])) if ext[0] is not None else FALLBACK_BOUNDS
     vendor = directory / "leaflet"
     shutil.copytree(PROJECT_ROOT / "node_modules" / "leaflet" / "dist", vendor)
@@ -795,9 +784,11 @@ def main(argv: list[str] | None = None) -> int:
         emit(f"note: {n}")
 
     lines = [
-        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
-        f"Python {host['python']}, {figures['server']}, Chromium headless (Debian), "
-        "app under `minqing serve --workers 2`",
+        machine_line(
+            host,
+            f"{figures['server']}, Chromium headless (Debian), app under `minqing serve "
+            "--workers 2`",
+        ),
         f"- district: {counts['grids']:,} grids, {counts['buildings']:,} buildings, "
         f"{counts['venues']:,} venues, {counts['volunteers']:,} volunteers, "
         f"{counts['requests']:,} requests (seed {figures['seed']}); baseline page "
@@ -813,22 +804,10 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- note: {n}" for n in notes],
         f"- foreign requests: {figures['foreign_requests']}; console errors: "
         f"{figures['console_errors']}; total run {figures['total_s']} s",
-        "- figures: `"
-        + json.dumps(
-            {k: v for k, v in figures.items() if k != "pages"}
-            | {
-                "cells": {
-                    f"{m.page}@{m.viewport}": [m.first_render_ms, m.idle_ms, m.bytes]
-                    for m in results
-                }
-            },
-            ensure_ascii=False,
-        )
-        + "`",
     ]
-    path = append_results(f"pages bench ({figures['mode']})", lines)
-    emit(f"results appended to {path}")
-    final_json(figures)
+    cells = {f"{m.page}@{m.viewport}": [m.first_render_ms, m.idle_ms, m.bytes] for m in results}
+    recorded = {k: v for k, v in figures.items() if k != "pages"} | {"cells": cells}
+    publish(f"pages bench ({figures['mode']})", lines, figures, recorded)
     ok = figures["all_idle"] and not figures["foreign_requests"] and not figures["console_errors"]
     return 0 if ok else 1
 

@@ -27,7 +27,6 @@ JSON object. Targets: (a) ≤ 300 ms, (b) ≤ 1 s, (c) ≤ 100 ms, publish of (a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -44,17 +43,17 @@ from sqlalchemy.orm import Session
 
 from bench.common import (
     Timer,
-    append_results,
     emit,
     figure,
-    final_json,
     machine,
+    machine_line,
+    open_database,
+    publish,
     scratch_database,
     server_version,
 )
 from data.synthetic import generate_district
 from geo.validation import UtmProjector, polygonal_part
-from layers.db import Database
 from layers.drafts import impact as impact_service
 from layers.drafts import service
 
@@ -280,9 +279,8 @@ def _compare(ours: dict[str, Any], naive: dict[str, Any]) -> int:
 def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str, Any]:
     from layers.auth.service import bind_role, create_user
 
-    database = Database.from_url(url)
     fig: dict[str, Any] = {}
-    try:
+    with open_database(url) as database:
         with database.session() as session:
             with Timer() as t:
                 summary = generate_district(
@@ -329,7 +327,22 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
                 everything = load_everything(session, summary.district_code, proj)
                 live = grids_frame(session, LIVE_GRIDS_SQL, {}, proj)
             fig["naive_load_s"] = round(t.s, 2)
+            comm_a = communities_frame(session, [largest.code], proj)
             session.rollback()
+
+            def ours_vs_naive(key: str, draft_id: int) -> tuple[dict[str, Any], int]:
+                """Validation + impact of a draft of the largest community, ours and the naive
+                baseline's; timings go to ``fig`` under ``key``. (our last result, mismatches)"""
+                ours = _timed_ours(session, draft_id, uid, repeats)
+                grids = grids_frame(session, DRAFT_GRIDS_SQL, {"ids": [draft_id]}, proj)
+                naive_s, naive = median_s(
+                    lambda: naive_check(grids, live, comm_a, everything), max(1, repeats // 2)
+                )
+                fig[f"{key}_validation_s"] = round(ours["validation_s"], 4)
+                fig[f"{key}_impact_s"] = round(ours["impact_s"], 4)
+                fig[f"{key}_total_s"] = round(ours["total_s"], 4)
+                fig[f"{key}_naive_s"] = round(naive_s, 3)
+                return ours, _compare(ours, naive)
 
             # ---- (a) full redraw of the largest community
             draft_a = service.create_draft(
@@ -358,23 +371,14 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
                 )
             fig["a_edit_s"] = round(t.s, 4)
             fig["a_new_grids"] = len(pieces)
-            a = _timed_ours(session, draft_a, uid, repeats)
-            grids_a = grids_frame(session, DRAFT_GRIDS_SQL, {"ids": [draft_a]}, proj)
-            comm_a = communities_frame(session, [largest.code], proj)
-            naive_a_s, naive_a = median_s(
-                lambda: naive_check(grids_a, live, comm_a, everything), max(1, repeats // 2)
-            )
+            a, a_mismatches = ours_vs_naive("a", draft_a)
             fig.update(
-                a_validation_s=round(a["validation_s"], 4),
-                a_impact_s=round(a["impact_s"], 4),
-                a_total_s=round(a["total_s"], 4),
-                a_naive_s=round(naive_a_s, 3),
                 a_findings=len(a["state"].findings),
                 a_blocking=sum(f.blocking for f in a["state"].findings),
                 a_buildings_moved=a["impact"]["totals"]["buildings_moved"],
                 a_requests_moved=a["impact"]["totals"]["requests_moved"],
                 a_volunteers_moved=a["impact"]["totals"]["volunteers_moved"],
-                a_mismatches=_compare(a, naive_a),
+                a_mismatches=a_mismatches,
             )
             session.rollback()
 
@@ -432,18 +436,10 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
                     body={"op": "split", "grid": target.id, "line": mapping(cut_line)},
                 )
             fig["c_edit_s"] = round(t.s, 4)
-            c = _timed_ours(session, draft_c, uid, repeats)
-            grids_c = grids_frame(session, DRAFT_GRIDS_SQL, {"ids": [draft_c]}, proj)
-            naive_c_s, naive_c = median_s(
-                lambda: naive_check(grids_c, live, comm_a, everything), max(1, repeats // 2)
-            )
+            c, c_mismatches = ours_vs_naive("c", draft_c)
             fig.update(
-                c_validation_s=round(c["validation_s"], 4),
-                c_impact_s=round(c["impact_s"], 4),
-                c_total_s=round(c["total_s"], 4),
-                c_naive_s=round(naive_c_s, 3),
                 c_buildings_moved=c["impact"]["totals"]["buildings_moved"],
-                c_mismatches=_compare(c, naive_c),
+                c_mismatches=c_mismatches,
             )
             session.rollback()
 
@@ -463,8 +459,6 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
             fig["undo_s"] = round(t.s, 4)
             fig["undo_requests_rehomed"] = undo["requests_rehomed"]
         return fig
-    finally:
-        database.engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,8 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(f"target ({key}) ≤ {ms(limit)}: {verdict(key)}")
 
     lines = [
-        f"- machine: {host['nproc']} CPUs ({host['cpu']}), load {host['load_1m']} at end, "
-        f"Python {host['python']}, {versions}",
+        machine_line(host, versions),
         f"- district: {sizes['grids']} grids in {figures['communities']} communities, "
         f"{sizes['buildings']:,} buildings, {sizes['volunteers']:,} volunteers, "
         f"{sizes['requests']:,} requests ({figures['open_requests']:,} open); generated in "
@@ -550,11 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{verdict('publish')}); undo {ms(figures['undo_s'])}",
         f"- mismatches vs the naive baseline (households per grid, moved buildings / requests "
         f"/ volunteers, overlaps, cut buildings): {mismatches}",
-        f"- figures: `{json.dumps(figures, ensure_ascii=False)}`",
     ]
-    path = append_results(f"redraw bench ({mode})", lines)
-    emit(f"results appended to {path}")
-    final_json(figures)
+    publish(f"redraw bench ({mode})", lines, figures)
     return 1 if mismatches else 0
 
 
