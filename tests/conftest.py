@@ -5,7 +5,7 @@
   services that commit only release savepoints.
 - ``app`` / ``client``: the Flask app bound to that same transaction.
 - ``committed_db``: a database of its own for tests that need real commits and concurrency,
-  dropped afterwards.
+  dropped afterwards; ``committed_client`` is the app over it, through its real pool.
 """
 
 from __future__ import annotations
@@ -129,3 +129,12 @@ def committed_db(server_url: str, template_db: str) -> Iterator[Database]:
         database.engine.dispose()
         db_support.drop_database(admin, name)
         admin.dispose()
+
+
+@pytest.fixture
+def committed_client(committed_db: Database):
+    """A test client of the app over ``committed_db`` and its real pool: requests commit."""
+    from web import create_app
+
+    settings = Settings(database_url=committed_db.url, secret_key="test-secret")
+    return create_app(settings, database=committed_db).test_client()

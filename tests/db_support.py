@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
 
 from layers.config import PROJECT_ROOT
 from layers.db import migrate
@@ -46,6 +47,16 @@ def admin_engine(url: str) -> Engine:
     return create_engine(
         make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=None
     )
+
+
+def scalar_on_own_connection(url: str, sql: str) -> object:
+    """The one value ``sql`` returns, run on a fresh connection of no pool (closed after)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            return c.execute(text(sql)).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def url_for_db(url: str, name: str) -> URL:

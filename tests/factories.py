@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shapely.geometry import MultiPolygon, Point, box
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from layers.areas.models import Area
@@ -153,3 +153,27 @@ def token(client, username: str, password: str = "correct-horse-1") -> dict[str,
     resp = client.post("/api/v1/auth/token", json={"username": username, "password": password})
     assert resp.status_code == 200, resp.get_json()
     return {"Authorization": f"Bearer {resp.get_json()['token']}"}
+
+
+def grid_points(session: Session, community: str, n: int | None = None) -> list[tuple]:
+    """(code, lon, lat) of a point inside each grid of ``community``, by code (the first n)."""
+    rows = session.execute(
+        text(
+            "SELECT g.code, ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
+            " FROM grids g JOIN areas c ON c.id = g.community_id WHERE c.code = :c"
+            " ORDER BY g.code LIMIT :n"
+        ),
+        {"c": community, "n": n},
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def submit_housing(client, headers, lon: float, lat: float, body_text: str = "楼道灯不亮") -> dict:
+    """Submit a housing request at (lon, lat) through the API; the created request's body."""
+    resp = client.post(
+        "/api/v1/requests",
+        json={"lon": lon, "lat": lat, "category": "housing", "text": body_text},
+        headers=headers,
+    )
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()

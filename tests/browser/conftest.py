@@ -27,6 +27,7 @@ BLANK_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
+DEMO_PASSWORD = "minqing-demo"  # every account of the demo district
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
@@ -139,3 +140,12 @@ def wait_layers_idle(page, timeout_ms: int = 15000) -> None:
         "Object.values(Minqing.state.layers).every(l => l.loaded)",
         timeout=timeout_ms,
     )
+
+
+def log_in(page, username: str, *, then: str | None = None) -> None:
+    """Submit the login form ``page`` shows as a demo account and wait for the page it leads
+    to (the one matching ``then``, a URL or glob, when given)."""
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    with page.expect_navigation(url=then):
+        page.click("button[type=submit]")

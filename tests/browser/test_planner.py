@@ -17,12 +17,11 @@ from shapely.geometry import mapping, shape
 from sqlalchemy import text
 
 from geo.validation import UtmProjector
-from tests.browser.conftest import screenshot, wait_layers_idle
+from tests.browser.conftest import log_in, screenshot, wait_layers_idle
 from tests.drafts.conftest import community_geom, live_grids, split_line_through
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "minqing-demo"
 COMMUNITY = "990000002001"  # 公园社区: 5 grids
 TARGET = "990000002001005"
 NEW_CODE = "990000002001006"
@@ -60,6 +59,14 @@ def _pixel(page, lon: float, lat: float) -> tuple[float, float]:
     return xy[0], xy[1]
 
 
+def _log_in_as_planner(page, then: str) -> None:
+    """Log in on the form the page shows and wait until the planner page at ``then`` is ready."""
+    log_in(page, "planner", then=then)
+    page.wait_for_function(
+        "() => window.Minqing && Minqing.state.planner && Minqing.state.planner.ready"
+    )
+
+
 def _wait_idle(page) -> None:
     page.wait_for_function(IDLE, timeout=30000)
 
@@ -73,13 +80,7 @@ def test_split_publish_undo_and_compare(planner_site, open_page, viewport):
     base, line, inside = planner_site
     page, watch = open_page(f"{base}/planner", viewport)
     assert "/login" in page.url  # not logged in: the login form, coming back here after
-    page.fill("input[name=username]", "planner")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation(url="**/planner"):
-        page.click("button[type=submit]")
-    page.wait_for_function(
-        "() => window.Minqing && Minqing.state.planner && Minqing.state.planner.ready"
-    )
+    _log_in_as_planner(page, "**/planner")
     assert page.locator("h1").first.inner_text() == "网格规划"
     history0 = _history_ids(page)
 
@@ -216,13 +217,7 @@ def test_split_publish_undo_and_compare(planner_site, open_page, viewport):
 def test_english_page_upload_and_a_bad_edit_explained(planner_site, open_page, tmp_path):
     base, _, _ = planner_site
     page, watch = open_page(f"{base}/login?next=/planner%3Flang%3Den", "desktop")
-    page.fill("input[name=username]", "planner")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation(url="**/planner?lang=en"):
-        page.click("button[type=submit]")
-    page.wait_for_function(
-        "() => window.Minqing && Minqing.state.planner && Minqing.state.planner.ready"
-    )
+    _log_in_as_planner(page, "**/planner?lang=en")
     assert page.locator("h1").first.inner_text() == "Grid planning"
     page.select_option("#mq-community", COMMUNITY)
     page.click("#mq-open")

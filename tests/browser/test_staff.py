@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from layers.config import Settings
-from tests.browser.conftest import screenshot, wait_layers_idle
+from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot, wait_layers_idle
+from tests.factories import grid_points, submit_housing, token
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "minqing-demo"
 COMMUNITY = "990000001001"
 LEADER_GRID = "990000001001001"
 PAYLOAD = "<img src=x onerror=alert(1)> 新楼盘路灯不亮"
@@ -36,32 +35,10 @@ class Site:
     others: list[dict]
 
 
-def _api_client(database):
-    from web import create_app
-
-    app = create_app(
-        Settings(database_url="postgresql://unused", secret_key="t"), database=database
-    )
-    return app.test_client()
-
-
-def _token(client, username: str) -> dict[str, str]:
-    resp = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
-    assert resp.status_code == 200, resp.get_json()
-    return {"Authorization": f"Bearer {resp.get_json()['token']}"}
-
-
 @pytest.fixture
-def staff_site(committed_db, live_server) -> Site:
+def staff_site(committed_db, committed_client, live_server) -> Site:
     with committed_db.session() as s:
-        hole_lon, hole_lat, hole_grid = s.execute(
-            text(
-                "SELECT ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom)), g.code"
-                " FROM grids g JOIN areas c ON c.id = g.community_id WHERE c.code = :c"
-                " ORDER BY g.code OFFSET 1 LIMIT 1"
-            ),
-            {"c": COMMUNITY},
-        ).one()
+        hole_grid, hole_lon, hole_lat = grid_points(s, COMMUNITY, 2)[1]
         s.execute(
             text(
                 "UPDATE grids SET geom = ST_Multi(ST_Difference(geom, ST_Buffer("
@@ -70,37 +47,26 @@ def staff_site(committed_db, live_server) -> Site:
             ),
             {"x": hole_lon, "y": hole_lat, "g": hole_grid},
         )
-        grid_points = s.execute(
-            text(
-                "SELECT g.code, ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
-                " FROM grids g JOIN areas c ON c.id = g.community_id WHERE c.code = :c"
-                " ORDER BY g.code"
-            ),
-            {"c": COMMUNITY},
-        ).all()
+        points = grid_points(s, COMMUNITY)
         s.commit()
-    client = _api_client(committed_db)
-    admin, leader = _token(client, "admin"), _token(client, "leader1")
-
-    def submit(lon: float, lat: float, body: str, headers=admin) -> dict:
-        resp = client.post(
-            "/api/v1/requests",
-            json={"lon": lon, "lat": lat, "category": "housing", "text": body},
-            headers=headers,
-        )
-        assert resp.status_code == 201, resp.get_json()
-        return resp.get_json()
-
-    triage = submit(hole_lon, hole_lat, PAYLOAD)
+    client = committed_client
+    admin = token(client, "admin", DEMO_PASSWORD)
+    leader = token(client, "leader1", DEMO_PASSWORD)
+    triage = submit_housing(client, admin, hole_lon, hole_lat, PAYLOAD)
     assert triage["status"] == "triage", triage
-    leader_point = next(p for p in grid_points if p[0] == LEADER_GRID)
-    escalated = submit(leader_point[1] + 0.0001, leader_point[2], "楼上漏水，多次协调未果")
+    leader_point = next(p for p in points if p[0] == LEADER_GRID)
+    escalated = submit_housing(
+        client, admin, leader_point[1] + 0.0001, leader_point[2], "楼上漏水，多次协调未果"
+    )
     assert escalated["grid"]["code"] == LEADER_GRID if escalated.get("grid") else True
     resp = client.post(
         f"/api/v1/requests/{escalated['id']}/escalate", json={"note": "需社区协调"}, headers=leader
     )
     assert resp.status_code == 200 and resp.get_json()["owner_level"] == "community"
-    others = [submit(p[1], p[2], f"第{i}号诉求") for i, p in enumerate(grid_points[2:8])]
+    others = [
+        submit_housing(client, admin, lon, lat, f"第{i}号诉求")
+        for i, (_code, lon, lat) in enumerate(points[2:8])
+    ]
     with committed_db.session() as s:  # one request from three weeks ago, for the time filter
         s.execute(
             text("UPDATE requests SET created_at = now() - interval '20 days' WHERE id = :i"),
@@ -112,10 +78,7 @@ def staff_site(committed_db, live_server) -> Site:
 
 def _login_at(page, base: str, path: str, username: str = "community1") -> None:
     page.wait_for_url(lambda url: "/login?next=" in url)
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation(url=f"{base}{path}"):
-        page.click("button[type=submit]")
+    log_in(page, username, then=f"{base}{path}")
 
 
 def _wait_inbox(page) -> None:

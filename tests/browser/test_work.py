@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.browser.conftest import screenshot, wait_layers_idle
+from tests.browser.conftest import log_in, screenshot, wait_layers_idle
 
 pytestmark = pytest.mark.browser
 
@@ -15,10 +15,7 @@ PAYLOAD = "<img src=x onerror=alert(1)> 3号楼电梯坏了"
 
 def login(page, base: str, username: str, next_path: str) -> None:
     page.goto(f"{base}/login?next={next_path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "minqing-demo")
-    with page.expect_navigation():
-        page.click("button[type=submit]")
+    log_in(page, username)
 
 
 @pytest.fixture

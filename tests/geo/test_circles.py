@@ -17,39 +17,23 @@ from geo.circles import (
     straight_circle,
 )
 from geo.walk import build_walk_graph, snap_points
-from tests.geo.walk_support import chengdu, helsinki, nx_graph
-from tests.shared_data import shared_data_dir
-
-
-@pytest.fixture(scope="module", params=["helsinki", "chengdu"])
-def network(request):
-    if request.param == "helsinki":
-        return helsinki()
-    return chengdu(str(shared_data_dir() / "chengdu" / "central_2018.osm"))
+from tests.geo.walk_support import with_sources
 
 
 def _nx_source_distances(network, reference, snap, i):
     g = network.graph
-    h = reference.copy()
-    e = snap.edge[i]
-    for node, w in (
-        (int(g.edge_u[e]), snap.offset_m[i]),
-        (int(g.edge_v[e]), g.edge_length_m[e] - snap.offset_m[i]),
-    ):
-        w = float(snap.snap_m[i] + w)
-        if not h.has_edge("S", node) or h["S"][node]["weight"] > w:
-            h.add_edge("S", node, weight=w)
-    d = nx.single_source_dijkstra_path_length(h, "S")
-    d.pop("S")
+    d = nx.single_source_dijkstra_path_length(with_sources(g, reference, snap, [i]), ("s", i))
+    d.pop(("s", i))
     out = np.full(g.n_nodes, np.inf)
     out[list(d)] = list(d.values())
     return out
 
 
 @pytest.mark.parametrize("budget_m", [300.0, 1000.0])
-def test_circles_reach_exactly_the_nodes_within_budget_and_cut_edges_right(network, budget_m):
+def test_circles_reach_exactly_the_nodes_within_budget_and_cut_edges_right(
+    network, reference, budget_m
+):
     g = network.graph
-    reference = nx_graph(g)
     rng = np.random.default_rng(2)
     pts = network.pois_xy[rng.choice(len(network.pois_xy), size=6, replace=False)]
     snap = snap_points(g, pts, max_snap_m=250.0)

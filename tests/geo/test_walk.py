@@ -17,20 +17,7 @@ from geo.walk import (
     route_to,
     snap_points,
 )
-from tests.geo.walk_support import brute_snap, chengdu, helsinki, nx_graph, nx_point_distances
-from tests.shared_data import shared_data_dir
-
-
-@pytest.fixture(scope="module", params=["helsinki", "chengdu"])
-def network(request):
-    if request.param == "helsinki":
-        return helsinki()
-    return chengdu(str(shared_data_dir() / "chengdu" / "central_2018.osm"))
-
-
-@pytest.fixture(scope="module")
-def reference(network):
-    return nx_graph(network.graph)
+from tests.geo.walk_support import brute_snap, nx_point_distances, with_sources
 
 
 def _sources(network, n: int, seed: int = 1):
@@ -64,14 +51,7 @@ def test_multi_source_reach_equals_networkx(network, reference):
     _, snap = _sources(network, 25)
     for limit in (np.inf, 600.0):
         reach = reach_from(g, snap, limit_m=limit)
-        h = reference.copy()
-        for i in np.flatnonzero(snap.ok):
-            e = snap.edge[i]
-            u, v = int(g.edge_u[e]), int(g.edge_v[e])
-            for node, w in ((u, snap.offset_m[i]), (v, g.edge_length_m[e] - snap.offset_m[i])):
-                w = float(snap.snap_m[i] + w)
-                if not h.has_edge(("s", i), node) or h[("s", i)][node]["weight"] > w:
-                    h.add_edge(("s", i), node, weight=w)
+        h = with_sources(g, reference, snap, np.flatnonzero(snap.ok))
         expected = nx.multi_source_dijkstra_path_length(
             h,
             [("s", i) for i in np.flatnonzero(snap.ok)],
@@ -110,17 +90,9 @@ def test_per_source_distances_equal_networkx_single_source(network, reference):
     _, snap = _sources(network, 12, seed=7)
     budget = 800.0
     for i, dist in per_source_node_distances(g, snap, limit_m=budget):
-        h = reference.copy()
-        e = snap.edge[i]
-        for node, w in (
-            (int(g.edge_u[e]), snap.offset_m[i]),
-            (int(g.edge_v[e]), g.edge_length_m[e] - snap.offset_m[i]),
-        ):
-            w = float(snap.snap_m[i] + w)
-            if not h.has_edge("S", node) or h["S"][node]["weight"] > w:
-                h.add_edge("S", node, weight=w)
-        expected = nx.single_source_dijkstra_path_length(h, "S", cutoff=budget)
-        expected.pop("S")
+        h = with_sources(g, reference, snap, [i])
+        expected = nx.single_source_dijkstra_path_length(h, ("s", i), cutoff=budget)
+        expected.pop(("s", i))
         assert set(np.flatnonzero(np.isfinite(dist)).tolist()) == set(expected)
         for node, d in expected.items():
             assert dist[node] == pytest.approx(d, abs=1e-6)

@@ -62,6 +62,20 @@ def nx_graph(graph: WalkGraph) -> nx.Graph:
     return g
 
 
+def with_sources(graph: WalkGraph, reference: nx.Graph, snap, sources) -> nx.Graph:
+    """A copy of ``reference`` with a node ``("s", i)`` per snapped source ``i``, joined to both
+    ends of its edge by the access leg plus the way along the edge (shortest kept)."""
+    h = reference.copy()
+    for i in sources:
+        e = snap.edge[i]
+        u, v = int(graph.edge_u[e]), int(graph.edge_v[e])
+        for node, w in ((u, snap.offset_m[i]), (v, graph.edge_length_m[e] - snap.offset_m[i])):
+            w = float(snap.snap_m[i] + w)
+            if not h.has_edge(("s", i), node) or h[("s", i)][node]["weight"] > w:
+                h.add_edge(("s", i), node, weight=w)
+    return h
+
+
 def brute_snap(graph: WalkGraph, g: nx.Graph, xy: np.ndarray) -> list[tuple[int, float, float]]:
     """(edge, offset_m, snap_m) per point by brute force over the largest component's edges."""
     main = max(nx.connected_components(g), key=len)

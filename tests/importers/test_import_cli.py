@@ -214,16 +214,10 @@ def test_areas_and_network_via_cli(cli_db_url: str, tmp_path: Path) -> None:
     result = run(cli_db_url, "network", str(roads), "--snap-m", "0.5")
     assert result.exit_code == 0, result.output
     assert "network: replaced" in result.output and "snap_m: 0.5" in result.output
-    engine = create_engine(cli_db_url, poolclass=None)
-    try:
-        with engine.connect() as c:
-            inside = c.execute(
-                text(
-                    "SELECT avg(CASE WHEN ST_Covers(a.geom, n.geom) THEN 1.0 ELSE 0 END) "
-                    "FROM network_nodes n, areas a WHERE a.code = '510107'"
-                )
-            ).scalar_one()
-    finally:
-        engine.dispose()
+    inside = db_support.scalar_on_own_connection(
+        cli_db_url,
+        "SELECT avg(CASE WHEN ST_Covers(a.geom, n.geom) THEN 1.0 ELSE 0 END) "
+        "FROM network_nodes n, areas a WHERE a.code = '510107'",
+    )
     # the Yulin roads lie in Wuhou once the boundary is converted from GCJ-02
     assert float(inside) >= 0.9

@@ -129,3 +129,39 @@ CENTRE = (X0 + 0.005, Y0 + 0.005)
 def submit(client, *, lon=CENTRE[0], lat=CENTRE[1], headers=None, **extra):
     body = {"lon": lon, "lat": lat, "category": "elderly_care", "text": "楼道灯坏了", **extra}
     return client.post("/api/v1/requests", json=body, headers=headers or {})
+
+
+def busiest_grid_point(session) -> tuple[float, float]:
+    """(lon, lat) of a point inside the demo's grid with the most households."""
+    lon, lat = session.execute(
+        text(
+            "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grids"
+            " ORDER BY households DESC LIMIT 1"
+        )
+    ).one()
+    return lon, lat
+
+
+def request_events(session, request_id: int) -> list[tuple]:
+    """(action, from_status, to_status, owner_level) of a request's events, oldest first."""
+    return [
+        tuple(r)
+        for r in session.execute(
+            text(
+                "SELECT action, from_status, to_status, owner_level FROM request_events"
+                " WHERE request_id = :i ORDER BY id"
+            ),
+            {"i": request_id},
+        )
+    ]
+
+
+def stored_offers(session, request_id: int) -> list:
+    """The offer rows stored for a request (volunteer_id, rank, distance_m, distance_method)."""
+    return session.execute(
+        text(
+            "SELECT volunteer_id, rank, distance_m, distance_method FROM request_offers"
+            " WHERE request_id = :i ORDER BY rank"
+        ),
+        {"i": request_id},
+    ).all()

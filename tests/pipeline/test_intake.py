@@ -10,7 +10,13 @@ from sqlalchemy import text
 from geo.crs import from_wgs84
 from layers.requests.offers import distance_to_volunteers
 from tests.factories import X0, Y0, building
-from tests.pipeline.conftest import CENTRE, add_volunteer, submit
+from tests.pipeline.conftest import (
+    CENTRE,
+    add_volunteer,
+    request_events,
+    stored_offers,
+    submit,
+)
 
 
 def _count(session, table: str) -> int:
@@ -43,23 +49,11 @@ def test_intake_in_a_grid_offers_nearest_volunteers(client, session, world) -> N
     assert body["distance_method"] == "straight_line"
     # distances are metres in UTM: 0.0002 degree of longitude at 10 N is about 21.9 m
     assert 21 < offers[0]["distance_m"] < 23
-    stored = session.execute(
-        text(
-            "SELECT volunteer_id, rank, distance_m FROM request_offers WHERE request_id=:i"
-            " ORDER BY rank"
-        ),
-        {"i": body["id"]},
-    ).all()
+    stored = stored_offers(session, body["id"])
     assert [(r.volunteer_id, r.rank) for r in stored] == [
         (o["volunteer_id"], o["rank"]) for o in offers
     ]
-    events = session.execute(
-        text(
-            "SELECT action, from_status, to_status, owner_level FROM request_events"
-            " WHERE request_id=:i ORDER BY id"
-        ),
-        {"i": body["id"]},
-    ).all()
+    events = request_events(session, body["id"])
     assert [tuple(e) for e in events] == [
         ("submit", None, "submitted", "grid"),
         ("assign", "submitted", "assigned", "grid"),

@@ -5,54 +5,36 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from layers.config import Settings
-from web import create_app
+from tests.pipeline.conftest import (
+    busiest_grid_point,
+    request_events,
+    stored_offers,
+    submit,
+)
 
 
 def test_intake_commits_everything_in_one_statement_and_leaves_no_transaction_open(
-    committed_db,
+    committed_db, committed_client
 ) -> None:
-    app = create_app(
-        Settings(database_url=committed_db.url, secret_key="test-secret"), database=committed_db
-    )
-    client = app.test_client()
-    with committed_db.sessions() as s:
-        lon, lat = s.execute(
-            text(
-                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grids"
-                " ORDER BY households DESC LIMIT 1"
-            )
-        ).one()
-    body = {"lon": lon, "lat": lat, "category": "housing", "text": "楼道灯坏了"}
-    resp = client.post("/api/v1/requests", json=body)
+    with committed_db.session() as s:
+        lon, lat = busiest_grid_point(s)
+    resp = submit(committed_client, lon=lon, lat=lat, category="housing")
     assert resp.status_code == 201, resp.get_json()
     out = resp.get_json()
     assert out["offered_volunteers"]
-    outside = client.post("/api/v1/requests", json={**body, "lon": lon + 5.0})
+    outside = submit(committed_client, lon=lon + 5.0, lat=lat, category="housing")
     assert outside.status_code == 422
-    with committed_db.sessions() as s:  # another connection sees everything, committed
+    with committed_db.session() as s:  # another connection sees everything, committed
         status, number = s.execute(
             text("SELECT status, number FROM requests WHERE id = :i"), {"i": out["id"]}
         ).one()
         assert (status, number) == ("assigned", out["number"])
-        events = s.execute(
-            text(
-                "SELECT action, from_status, to_status FROM request_events"
-                " WHERE request_id = :i ORDER BY id"
-            ),
-            {"i": out["id"]},
-        ).all()
+        events = [e[:3] for e in request_events(s, out["id"])]  # owner_level: test_intake
         assert [tuple(e) for e in events] == [
             ("submit", None, "submitted"),
             ("assign", "submitted", "assigned"),
         ]
-        offers = s.execute(
-            text(
-                "SELECT volunteer_id, rank, distance_m, distance_method FROM request_offers"
-                " WHERE request_id = :i ORDER BY rank"
-            ),
-            {"i": out["id"]},
-        ).all()
+        offers = stored_offers(s, out["id"])
         assert [(o.volunteer_id, o.rank, o.distance_m, o.distance_method) for o in offers] == [
             (o["volunteer_id"], o["rank"], o["distance_m"], o["distance_method"])
             for o in out["offered_volunteers"]

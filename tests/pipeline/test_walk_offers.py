@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import numpy as np
 import pytest
 from sqlalchemy import text
 
+from layers.circles.service import walking_distances_m
+from layers.requests import offers as offer_search
+from layers.volunteers.service import available_at
+from tests.pipeline.conftest import busiest_grid_point, submit
+
 
 def test_offers_use_walking_distance_on_the_demo(client, session) -> None:
-    lon, lat = session.execute(
-        text(
-            "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grids "
-            "ORDER BY households DESC LIMIT 1"
-        )
-    ).one()
-    resp = client.post(
-        "/api/v1/requests",
-        json={"lon": lon, "lat": lat, "category": "housing", "text": "楼道灯坏了"},
-    )
+    lon, lat = busiest_grid_point(session)
+    resp = submit(client, lon=lon, lat=lat, category="housing")
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     assert body["distance_method"] == "walk"
@@ -38,11 +38,6 @@ def test_offers_use_walking_distance_on_the_demo(client, session) -> None:
 
 def _brute_force_top(session, lonlat, category, now, tz, k, max_radius_m=5000.0):
     """Every suitable volunteer measured on foot, ranked by the offer's rule."""
-    import numpy as np
-
-    from layers.circles.service import walking_distances_m
-    from layers.volunteers.service import available_at
-
     rows = session.execute(
         text(
             "SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat, availability, active_load"
@@ -56,21 +51,17 @@ def _brute_force_top(session, lonlat, category, now, tz, k, max_radius_m=5000.0)
     )
     assert method == "walk"
     ranked = sorted(
-        (r for r, d in zip(rows, dist, strict=True) if d <= max_radius_m),
-        key=lambda r: (round(dist[rows.index(r)]), r.active_load, r.id),
+        ((r, float(d)) for r, d in zip(rows, dist, strict=True) if d <= max_radius_m),
+        key=lambda rd: (round(rd[1]), rd[0].active_load, rd[0].id),
     )
-    return [(r.id, round(float(dist[rows.index(r)]), 1)) for r in ranked[:k]]
+    return [(r.id, round(d, 1)) for r, d in ranked[:k]]
 
 
 @pytest.mark.parametrize("first_batch", [48, 1])
 def test_offer_equals_brute_force_over_every_volunteer(session, monkeypatch, first_batch) -> None:
     """The batched KNN search gives exactly the brute-force top k (ids, metres, order), also
     when it needs several batches (first batch of 1: k=1 reads 8, then 32, 128 …)."""
-    from datetime import UTC, datetime
-
-    from layers.requests import offers
-
-    monkeypatch.setattr(offers, "FIRST_BATCH", first_batch)
+    monkeypatch.setattr(offer_search, "FIRST_BATCH", first_batch)
     points = session.execute(
         text("SELECT ST_X(geom), ST_Y(geom) FROM requests ORDER BY id LIMIT 400")
     ).all()[::20]
@@ -79,7 +70,7 @@ def test_offer_equals_brute_force_over_every_volunteer(session, monkeypatch, fir
     for i, (lon, lat) in enumerate(points):
         category = ("housing", "elderly_care", "healthcare", "micro_wish")[i % 4]
         for k in (1, 5):
-            ranked, method = offers.rank_volunteers(
+            ranked, method = offer_search.rank_volunteers(
                 session=session, lonlat=(lon, lat), category=category, now=now,
                 tz="Asia/Shanghai", k=k,
             )  # fmt: skip

@@ -10,20 +10,7 @@ from layers.requests.rules import escalation_deadline_hours, points_for
 from layers.requests.service import run_escalations
 from layers.requests.workflow import allowed_actions
 from tests.factories import X0, Y0, token
-from tests.pipeline.conftest import submit
-
-
-def _events(session, rid: int) -> list[tuple]:
-    return [
-        tuple(r)
-        for r in session.execute(
-            text(
-                "SELECT action, from_status, to_status, owner_level FROM request_events"
-                " WHERE request_id = :i ORDER BY id"
-            ),
-            {"i": rid},
-        )
-    ]
+from tests.pipeline.conftest import request_events, submit
 
 
 def _vol(session, vid: int):
@@ -55,7 +42,7 @@ def test_full_cycle_claim_start_resolve_rate_closes(client, session, world) -> N
     assert _vol(session, near).points == sum(
         points_for(e) for e in ("claim", "resolve", "rating_5")
     )
-    assert _events(session, rid) == [
+    assert request_events(session, rid) == [
         ("submit", None, "submitted", "grid"),
         ("assign", "submitted", "assigned", "grid"),
         ("claim", "assigned", "claimed", "grid"),
@@ -78,7 +65,7 @@ def test_low_rating_reopens_automatically(client, session, world) -> None:
         text("SELECT reopen_count, assignee_id, rating FROM requests WHERE id=:i"), {"i": rid}
     ).one()
     assert tuple(row) == (1, None, 2)
-    assert _events(session, rid)[-2:] == [
+    assert request_events(session, rid)[-2:] == [
         ("rate", "resolved", "rated", "grid"),
         ("reopen", "rated", "assigned", "grid"),
     ]
@@ -212,7 +199,7 @@ def test_deadline_job_escalates_once_and_auto_closes(client, session, world) -> 
     much_later = datetime.now(UTC) + timedelta(days=8)
     out = run_escalations(session=session, now=much_later)
     assert out["auto_closed"] >= 1
-    assert _events(session, done)[-1] == ("auto_closed", "resolved", "closed", "grid")
+    assert request_events(session, done)[-1] == ("auto_closed", "resolved", "closed", "grid")
     r = client.get(f"/api/v1/requests/{overdue}", headers=admin).get_json()
     assert [e["action"] for e in r["timeline"]].count("escalate") >= 2
 

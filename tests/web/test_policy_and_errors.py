@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from layers.auth.permissions import PERMISSIONS
+from tests.db_support import scalar_on_own_connection
 from tests.factories import token, user
 
 
@@ -128,31 +129,19 @@ def test_favicon_is_served(client) -> None:
     assert resp.status_code == 200 and resp.mimetype == "image/svg+xml"
 
 
-def test_a_dropped_database_connection_costs_one_request_at_most(committed_db) -> None:
+def test_a_dropped_database_connection_costs_one_request_at_most(
+    committed_db, committed_client
+) -> None:
     """The pool handles disconnects optimistically (no ping per checkout, which cost a round
     trip on every request): a request that meets a connection the server dropped answers 503
     ``db_unavailable``, the pool is refreshed, and the next request works."""
-    from sqlalchemy import create_engine
-    from sqlalchemy import text as sql
-    from sqlalchemy.pool import NullPool
-
-    from layers.config import Settings
-    from web import create_app
-
-    app = create_app(
-        Settings(database_url=committed_db.url, secret_key="test-secret"), database=committed_db
-    )
-    client = app.test_client()
+    client = committed_client
     assert client.get("/health").status_code == 200  # a pooled connection now
-    other = create_engine(committed_db.url, poolclass=NullPool)  # not one of the pool's
-    with other.connect() as c:
-        killed = c.execute(
-            sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
-    other.dispose()
+    killed = scalar_on_own_connection(  # from a connection that is not one of the pool's
+        committed_db.url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
     assert killed >= 1
     statuses = [client.get("/health").status_code for _ in range(3)]
     assert statuses in ([200, 200, 200], [503, 200, 200])

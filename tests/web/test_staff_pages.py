@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from layers.requests.export import csv_cell, to_csv
-from tests.factories import token, user
+from tests.factories import grid_points, submit_housing, token, user
 
 DEMO_PASSWORD = "minqing-demo"
 COMMUNITY = "990000001001"  # community1's community in the demo district
@@ -22,28 +22,6 @@ OTHER_COMMUNITY = "990000002001"
 def _login(client, username: str, password: str = DEMO_PASSWORD) -> None:
     resp = client.post("/login", data={"username": username, "password": password})
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
-
-
-def _grid_points(session, community: str, n: int) -> list[tuple[str, float, float]]:
-    rows = session.execute(
-        text(
-            "SELECT g.code, ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
-            " FROM grids g JOIN areas c ON c.id = g.community_id WHERE c.code = :c"
-            " ORDER BY g.code LIMIT :n"
-        ),
-        {"c": community, "n": n},
-    ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-def _submit(client, headers, lon: float, lat: float, body_text: str = "楼道灯不亮") -> dict:
-    resp = client.post(
-        "/api/v1/requests",
-        json={"lon": lon, "lat": lat, "category": "housing", "text": body_text},
-        headers=headers,
-    )
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def _config(html: str, init: str) -> dict:
@@ -156,8 +134,8 @@ def test_metrics_csv_equals_the_metrics_api(client, session):
         "/api/v1/metrics", query_string={"level": "community", **period}, headers=admin
     ).get_json()["rows"]
     received_before = {r["code"]: r["received"] for r in before}.get(COMMUNITY, 0)
-    points = _grid_points(session, COMMUNITY, 3) + _grid_points(session, OTHER_COMMUNITY, 1)
-    made = [_submit(client, admin, lon, lat) for _code, lon, lat in points for _ in range(2)]
+    points = grid_points(session, COMMUNITY, 3) + grid_points(session, OTHER_COMMUNITY, 1)
+    made = [submit_housing(client, admin, lon, lat) for _code, lon, lat in points for _ in range(2)]
     # some history so the figures differ: an escalation, a rejection, one old request
     first_grid_request = made[0]["id"]
     assert (
@@ -197,12 +175,12 @@ def test_metrics_csv_equals_the_metrics_api(client, session):
 
 def test_csv_cells_that_look_like_formulas_are_quoted(client, session):
     admin = token(client, "admin", DEMO_PASSWORD)
-    code, lon, lat = _grid_points(session, COMMUNITY, 1)[0]
+    code, lon, lat = grid_points(session, COMMUNITY, 1)[0]
     session.execute(
         text("UPDATE grids SET name = :n WHERE code = :c"),
         {"n": '=HYPERLINK("http://evil.example","点我")', "c": code},
     )
-    _submit(client, admin, lon, lat)
+    submit_housing(client, admin, lon, lat)
     _login(client, "community1")
     table = _csv_rows(client.get("/staff/metrics.csv?level=grid&lang=en"))
     assert table[0][:2] == ["Code", "Name"]
@@ -220,8 +198,8 @@ def test_csv_cells_that_look_like_formulas_are_quoted(client, session):
 
 def test_heat_points_follow_the_period_and_the_scope(client, session):
     admin = token(client, "admin", DEMO_PASSWORD)
-    points = _grid_points(session, COMMUNITY, 2) + _grid_points(session, OTHER_COMMUNITY, 1)
-    made = [_submit(client, admin, lon, lat) for _code, lon, lat in points]
+    points = grid_points(session, COMMUNITY, 2) + grid_points(session, OTHER_COMMUNITY, 1)
+    made = [submit_housing(client, admin, lon, lat) for _code, lon, lat in points]
     session.execute(
         text("UPDATE requests SET created_at = now() - interval '20 days' WHERE id = :i"),
         {"i": made[0]["id"]},
