@@ -15,6 +15,7 @@ the answer is final. A district of 100k volunteers reads a few dozen rows per of
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from geo.crs import from_wgs84, utm_epsg_for_lonlat
@@ -44,19 +45,33 @@ _M_PER_DEG_LON_EQUATOR = 111_320.0
 #: two candidates within this many metres of each other could round to the same metre
 _ROUNDING_MARGIN_M = 2.0
 
-# The nearest suitable skill holders of ``:category`` around (``:lon``, ``:lat``), ``:n`` of
+
+# The nearest suitable skill holders of ``:category`` around (``:lon``, ``:lat``), ``n`` of
 # them, as one JSON array of [id, name, lon, lat, availability text, active_load, lon/lat
 # distance], and the network version: columns the intake reads in its first round trip.
-CANDIDATE_COLUMNS_SQL = (
-    "(SELECT max(id) FROM network_versions) AS network_version,"
-    " (SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.lon, c.lat, c.availability,"
-    " c.active_load, c.deg) ORDER BY c.deg), '[]') FROM (SELECT s.volunteer_id AS id, s.name,"
-    " ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, s.availability::text AS availability,"
-    " s.active_load, s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS deg"
-    " FROM volunteer_skill_points s WHERE s.category = :category"
-    " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n) c) AS candidates"
-)
-_CANDIDATES_SQL = text(f"SELECT {CANDIDATE_COLUMNS_SQL}")
+#
+# ``n`` is written into the text, not bound: PostgreSQL plans a prepared statement with a
+# bound LIMIT as if it returned a tenth of the table, so it never settles on a generic plan
+# and plans every execution again (~0.4 ms per intake, measured); with a literal it reuses
+# the plan. The few batch sizes in use give a few statement texts.
+def candidate_columns_sql(n: int) -> str:
+    """``CANDIDATE_COLUMNS`` reading the ``n`` nearest skill holders (``n`` a literal)."""
+    return (
+        "(SELECT max(id) FROM network_versions) AS network_version,"
+        " (SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.lon, c.lat,"
+        " c.availability, c.active_load, c.deg) ORDER BY c.deg), '[]') FROM (SELECT"
+        " s.volunteer_id AS id, s.name, ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,"
+        " s.availability::text AS availability, s.active_load,"
+        " s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS deg"
+        " FROM volunteer_skill_points s WHERE s.category = :category"
+        " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
+        f" LIMIT {int(n)}) c) AS candidates"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _candidates_sql(n: int) -> TextClause:
+    return text(f"SELECT {candidate_columns_sql(n)}")
 
 
 class Candidate(NamedTuple):
@@ -71,7 +86,7 @@ class Candidate(NamedTuple):
 
 @dataclass(frozen=True)
 class CandidateBatch:
-    """One read of ``CANDIDATE_COLUMNS_SQL`` with ``LIMIT n``."""
+    """One read of ``candidate_columns_sql(n)``."""
 
     candidates: list[Candidate]
     n: int
@@ -143,6 +158,14 @@ def distance_to_volunteers(
     return dict(zip(ids, straight_metres(lonlat, lon, lat).tolist(), strict=True)), STRAIGHT_LINE
 
 
+@functools.lru_cache(maxsize=4096)
+def _available_in_minute(schedule: str | None, minute: datetime, tz: str) -> bool:
+    """``available_at`` of a schedule (JSON text) in a whole minute: schedules repeat across
+    volunteers and offers, and their windows are in minutes, so each distinct one is parsed
+    and evaluated once per minute."""
+    return available_at(json.loads(schedule) if schedule is not None else None, minute, tz)
+
+
 def rank_volunteers(
     *,
     session: Session,
@@ -166,14 +189,10 @@ def rank_volunteers(
     final: every unread candidate is farther than ``bound_m`` even in a straight line, so it
     cannot enter the top ``k`` or tie one of them to the metre.
     """
-    # Weekly schedules repeat a lot: parse and evaluate each distinct one once.
-    available: dict[str | None, bool] = {}
+    minute = now.replace(second=0, microsecond=0)
 
     def is_available(schedule: str | None) -> bool:
-        if schedule not in available:
-            parsed = json.loads(schedule) if schedule is not None else None
-            available[schedule] = available_at(parsed, now, tz)
-        return available[schedule]
+        return _available_in_minute(schedule, minute, tz)
 
     lon, lat = lonlat
     # Metres per degree of ``ST_Distance`` in lon/lat, a lower bound within max_radius_m of
@@ -187,7 +206,7 @@ def rank_volunteers(
     while True:
         if batch is None:
             row = session.execute(
-                _CANDIDATES_SQL, {"category": category, "lon": lon, "lat": lat, "n": n}
+                _candidates_sql(n), {"category": category, "lon": lon, "lat": lat}
             ).one()
             batch = CandidateBatch.from_row(row, n)
         rows = batch.candidates

@@ -11,6 +11,7 @@ availability.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Engine, TextClause, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -42,10 +43,10 @@ from layers.requests.models import (
     RequestOffer,
 )
 from layers.requests.offers import (
-    CANDIDATE_COLUMNS_SQL,
     DEFAULT_K,
     STRAIGHT_LINE,
     CandidateBatch,
+    candidate_columns_sql,
     distance_to_volunteers,
     first_batch_size,
     rank_volunteers,
@@ -458,18 +459,21 @@ def _locate(session: Session, intake: IntakeInput, point: tuple[float, float] | 
 
 # Everything intake reads, in one round trip: the grid at the point, the new id, the
 # possible duplicates (the open statuses spelt out as in the partial index, so the planner
-# uses it) and the offer's first candidates.
-_INTAKE_READS_SQL = text(
-    f"{_AT_POINT_SQL}, placed AS ({_GRID_AT_POINT_SQL})"
-    " SELECT placed.*, nextval(pg_get_serial_sequence('requests', 'id')) AS new_id,"
-    " (SELECT coalesce(json_agg(json_build_array(id, number, status, ST_X(geom),"
-    " ST_Y(geom))), '[]') FROM (SELECT id, number, status, geom FROM requests"
-    f" WHERE {OPEN_STATUSES_SQL} AND category = :category"
-    " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-    " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT :n_near) near)"
-    f" AS near, {CANDIDATE_COLUMNS_SQL}"
-    " FROM (SELECT 1) AS one LEFT JOIN placed ON true"
-)
+# uses it) and the offer's first candidates. Both LIMITs are literals so that the prepared
+# statement keeps one generic plan (see ``offers.candidate_columns_sql``).
+@functools.lru_cache(maxsize=16)
+def _intake_reads_sql(n_near: int, n: int) -> TextClause:
+    return text(
+        f"{_AT_POINT_SQL}, placed AS ({_GRID_AT_POINT_SQL})"
+        " SELECT placed.*, nextval(pg_get_serial_sequence('requests', 'id')) AS new_id,"
+        " (SELECT coalesce(json_agg(json_build_array(id, number, status, ST_X(geom),"
+        " ST_Y(geom))), '[]') FROM (SELECT id, number, status, geom FROM requests"
+        f" WHERE {OPEN_STATUSES_SQL} AND category = :category"
+        " AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+        " ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
+        f" LIMIT {int(n_near)}) near) AS near, {candidate_columns_sql(n)}"
+        " FROM (SELECT 1) AS one LEFT JOIN placed ON true"
+    )
 
 
 @dataclass(frozen=True)
@@ -505,13 +509,11 @@ def _intake_reads(
     dlon = radius_m / (_M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.05)) * 1.01
     n = first_batch_size(k)
     row = session.execute(
-        _INTAKE_READS_SQL,
+        _intake_reads_sql(3 * limit, n),
         {
             "category": category,
             "lon": lon,
             "lat": lat,
-            "n_near": 3 * limit,
-            "n": n,
             "x0": lon - dlon,
             "y0": lat - dlat,
             "x1": lon + dlon,
