@@ -14,6 +14,7 @@ further published rotation/offset of GCJ-02; its inverse is iterated the same wa
 from __future__ import annotations
 
 import logging
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -269,15 +270,20 @@ def utm_epsg_for_lonlat(lon: Any, lat: Any) -> int:
     Northern zones are 326xx, southern 327xx: Chengdu (104.07 E, 30.66 N) is EPSG:32648,
     Helsinki (24.94 E, 60.17 N) EPSG:32635.
     """
-    lon_a = np.asarray(lon, dtype=np.float64).ravel()
-    lat_a = np.asarray(lat, dtype=np.float64).ravel()
-    if lon_a.shape != lat_a.shape:
-        raise ValueError(f"lon and lat shapes differ: {lon_a.shape} vs {lat_a.shape}")
-    finite = np.isfinite(lon_a) & np.isfinite(lat_a)
-    if not finite.any():
-        raise ValueError("no finite coordinates to choose a UTM zone from")
-    centre_lon = float(np.median(lon_a[finite]))
-    centre_lat = float(np.median(lat_a[finite]))
+    if isinstance(lon, float | int) and isinstance(lat, float | int):
+        centre_lon, centre_lat = float(lon), float(lat)  # one point (the hot path): no arrays
+        if not (math.isfinite(centre_lon) and math.isfinite(centre_lat)):
+            raise ValueError("no finite coordinates to choose a UTM zone from")
+    else:
+        lon_a = np.asarray(lon, dtype=np.float64).ravel()
+        lat_a = np.asarray(lat, dtype=np.float64).ravel()
+        if lon_a.shape != lat_a.shape:
+            raise ValueError(f"lon and lat shapes differ: {lon_a.shape} vs {lat_a.shape}")
+        finite = np.isfinite(lon_a) & np.isfinite(lat_a)
+        if not finite.any():
+            raise ValueError("no finite coordinates to choose a UTM zone from")
+        centre_lon = float(np.median(lon_a[finite]))
+        centre_lat = float(np.median(lat_a[finite]))
     if not (-180.0 <= centre_lon <= 180.0 and -80.0 <= centre_lat <= 84.0):
         raise ValueError(
             f"centre ({centre_lon:.4f}, {centre_lat:.4f}) is outside the UTM domain "

@@ -21,6 +21,7 @@ the importer measured them), positions along an edge scale between the two.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -299,15 +300,12 @@ def reach_from(
     *,
     limit_m: float = np.inf,
     access: bool = True,
-    predecessors: bool = True,
 ) -> Reach:
     """Multi-source Dijkstra (``min_only``): every node's distance to its nearest source.
 
     Sources with ``edge == -1`` are ignored. With ``access`` a source's access leg (its snap
     distance) counts as already walked. Nodes beyond ``limit_m`` are left unreached (inf).
-    Without ``predecessors`` (no routes wanted) one source is searched from its edge's two
-    ends on the graph as it is, without building the graph plus a virtual node (~3× faster;
-    ``Reach.predecessors`` is then None).
+    For one source and a few targets, ``distances_from_one_m`` is the cheaper question.
     """
     ok = np.flatnonzero(sources.ok)
     n = graph.n_nodes
@@ -315,8 +313,6 @@ def reach_from(
     if not len(ok) or not n:
         return Reach(np.full(n, np.inf), np.full(n, -1), np.full(n, -9999), sources, start, limit_m)
     limit = np.inf if limit_m is None else float(limit_m)
-    if len(ok) == 1 and not predecessors:
-        return _reach_from_one(graph, sources, int(ok[0]), start, limit)
     aug = _augmented(graph, sources.take(ok), start[ok])
     dist, pred, src = dijkstra(
         aug,
@@ -334,23 +330,104 @@ def reach_from(
     return Reach(dist[:n], node_source, p, sources, start, limit)
 
 
-def _reach_from_one(
-    graph: WalkGraph, sources: Snap, i: int, start: np.ndarray, limit: float
-) -> Reach:
-    """``reach_from`` for the single source ``i``: the best of its edge's two ends."""
-    n = graph.n_nodes
-    e = sources.edge[i]
-    to_u = start[i] + sources.offset_m[i]
-    to_v = start[i] + graph.edge_length_m[e] - sources.offset_m[i]
-    budget = limit - min(to_u, to_v)
-    if budget < 0:
-        return Reach(np.full(n, np.inf), np.full(n, -1), None, sources, start, limit)
-    d = dijkstra(
-        graph.matrix, directed=True, indices=[graph.edge_u[e], graph.edge_v[e]], limit=budget
-    )
-    dist = np.minimum(d[0] + to_u, d[1] + to_v)
-    dist[dist > limit] = np.inf
-    return Reach(dist, np.where(np.isfinite(dist), i, -1), None, sources, start, limit)
+class _OneSourceSearch:
+    """The graph plus ONE spare virtual node whose two edges are rewritten per search.
+
+    Built once per graph: a search from a point on an edge then costs one Dijkstra from the
+    virtual node, instead of two from the edge's ends (they reach nearly the same nodes) or
+    rebuilding the graph around a new virtual node. The rewrite and the search hold a lock.
+    """
+
+    def __init__(self, graph: WalkGraph) -> None:
+        base = graph.matrix
+        n = graph.n_nodes
+        self.matrix = csr_matrix(
+            (
+                np.concatenate([base.data, [1.0, 1.0]]),
+                np.concatenate([base.indices, [0, min(1, n - 1)]]).astype(np.int32),
+                np.concatenate([base.indptr, [base.indptr[-1] + 2]]).astype(np.int32),
+            ),
+            shape=(n + 1, n + 1),
+        )
+        self.lock = threading.Lock()
+
+    def node_dist_m(self, u: int, v: int, to_u: float, to_v: float, limit: float) -> np.ndarray:
+        """Metres from the virtual node (``to_u`` from node ``u``, ``to_v`` from ``v``) to every
+        node, inf beyond ``limit``; the last entry is the virtual node itself."""
+        m = self.matrix
+        with self.lock:
+            m.indices[-2:] = (u, v)
+            m.data[-2:] = (max(to_u, _EPS_M), max(to_v, _EPS_M))
+            return dijkstra(m, directed=True, indices=m.shape[0] - 1, limit=limit, min_only=True)
+
+
+_one_source_searches: dict[int, tuple[WalkGraph, _OneSourceSearch]] = {}
+_one_source_lock = threading.Lock()
+
+
+def _one_source_search(graph: WalkGraph) -> _OneSourceSearch:
+    entry = _one_source_searches.get(id(graph))
+    if entry is None or entry[0] is not graph:
+        with _one_source_lock:
+            if len(_one_source_searches) > 4:  # graphs of replaced network versions
+                _one_source_searches.clear()
+            entry = (graph, _OneSourceSearch(graph))
+            _one_source_searches[id(graph)] = entry
+    return entry[1]
+
+
+def distances_from_one_m(
+    graph: WalkGraph,
+    source: Snap,
+    targets: Snap,
+    *,
+    limit_m: float = np.inf,
+    access: bool = True,
+) -> np.ndarray:
+    """Walking metres from the one point ``source`` to each of ``targets``.
+
+    The same metres as ``distances_at(graph, reach_from(graph, source, ...), targets)``:
+    via either end of the target's edge, or along the edge when source and target share it.
+    With ``access`` both access legs (snap distances) count. Targets not snapped, or farther
+    than ``limit_m``, get inf. The search is bounded by ``limit_m`` and reads only the
+    targets' nodes, so its cost follows the limit, not the size of the network.
+    """
+    k = len(targets)
+    best = np.full(k, np.inf)
+    if len(source) != 1:
+        raise ValueError(f"one source expected, got {len(source)}")
+    ok = np.flatnonzero(targets.ok)
+    if not source.ok[0] or not len(ok):
+        return best
+    limit = np.inf if limit_m is None else float(limit_m)
+    start = float(source.snap_m[0]) if access else 0.0
+    e0 = int(source.edge[0])
+    off0 = float(source.offset_m[0])
+    to_u = start + off0
+    to_v = start + float(graph.edge_length_m[e0]) - off0
+    if min(to_u, to_v) > limit:
+        node_dist = None
+    else:
+        node_dist = _one_source_search(graph).node_dist_m(
+            int(graph.edge_u[e0]), int(graph.edge_v[e0]), to_u, to_v, limit
+        )
+    e = targets.edge[ok]
+    t = targets.offset_m[ok]
+    if node_dist is None:
+        d = np.full(len(ok), np.inf)
+    else:
+        d = np.minimum(
+            node_dist[graph.edge_u[e]] + t,
+            node_dist[graph.edge_v[e]] + (graph.edge_length_m[e] - t),
+        )
+    same = e == e0
+    if same.any():
+        d[same] = np.minimum(d[same], start + np.abs(off0 - t[same]))
+    d = np.where(d <= limit, d, np.inf)
+    if access:
+        d = d + targets.snap_m[ok]
+    best[ok] = d
+    return best
 
 
 def per_source_node_distances(

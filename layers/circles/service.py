@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from data.catalogues import venue_categories
 from geo.circles import service_circles
 from geo.crs import to_wgs84
-from geo.walk import distances_at, nearest_targets, reach_from, route_to
+from geo.walk import distances_at, distances_from_one_m, nearest_targets, reach_from, route_to
 from layers.circles.graph_cache import LoadedGraph, get_graph
 from layers.config import Settings
 from layers.coverage.service import (
@@ -563,8 +563,7 @@ def walking_distances_m(
         t = loaded.snap_lonlat(targets, max_snap_m=limit)
     if not o.ok[0] or not t.ok.all():
         return None
-    reach = reach_from(loaded.graph, o, limit_m=limit_m, predecessors=False)
-    dist, _ = distances_at(loaded.graph, reach, t)
+    dist = distances_from_one_m(loaded.graph, o, t, limit_m=limit_m)
     if not np.isfinite(limit_m) and not np.isfinite(dist).all():
         return None  # unlimited search yet unreachable: another component
     return dist, "walk"

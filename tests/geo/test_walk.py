@@ -11,6 +11,7 @@ from shapely.geometry import LineString
 from geo.walk import (
     build_walk_graph,
     distances_at,
+    distances_from_one_m,
     nearest_targets,
     per_source_node_distances,
     reach_from,
@@ -67,22 +68,31 @@ def test_multi_source_reach_equals_networkx(network, reference):
         assert (reach.node_source[sorted(expected)] >= 0).all()
 
 
-def test_single_source_without_predecessors_equals_the_general_search(network):
-    """The fast path (two ends of the source's edge, no virtual node) gives the same reach."""
+def test_distances_from_one_point_equal_the_general_search(network):
+    """One source to many targets (the offer's question) gives the metres of the general
+    multi-source search, at every limit, with and without access legs, for targets on the
+    source's own edge too."""
     g = network.graph
     _, snap = _sources(network, 30, seed=11)
+    tgt = snap.take(np.arange(len(snap)))  # unsnapped targets included: they stay inf
     for i in np.flatnonzero(snap.ok)[:15]:
         one = snap.take([i])
         for limit in (np.inf, 400.0, float(one.snap_m[0]) + 1.0, 0.0):
-            fast = reach_from(g, one, limit_m=limit, predecessors=False)
-            full = reach_from(g, one, limit_m=limit)
-            assert fast.predecessors is None
-            np.testing.assert_allclose(fast.node_dist_m, full.node_dist_m, atol=1e-9)
-            np.testing.assert_array_equal(fast.node_source, full.node_source)
-            tgt = snap.take(np.flatnonzero(snap.ok))
-            np.testing.assert_allclose(
-                distances_at(g, fast, tgt)[0], distances_at(g, full, tgt)[0], atol=1e-9
-            )
+            for access in (True, False):
+                full = reach_from(g, one, limit_m=limit, access=access)
+                want = distances_at(g, full, tgt, access=access)[0]
+                got = distances_from_one_m(g, one, tgt, limit_m=limit, access=access)
+                np.testing.assert_allclose(got, want, atol=1e-9)
+    # a target on the source's edge: straight along it, not via an end node
+    e = int(g.snappable_edges[np.argmax(g.edge_length_m[g.snappable_edges])])
+    a_xy, b_xy = (g.edge_geoms[e].interpolate(f, normalized=True) for f in (0.4, 0.6))
+    pts = snap_points(g, np.array([[a_xy.x, a_xy.y], [b_xy.x, b_xy.y]]))
+    assert (pts.edge == e).all()
+    d = distances_from_one_m(g, pts.take([0]), pts.take([1]))
+    assert d[0] == pytest.approx(0.2 * g.edge_length_m[e], rel=1e-6)
+    # an unsnapped source reaches nothing
+    far = snap_points(g, np.array([[1e9, 1e9]]), max_snap_m=10.0)
+    assert np.isinf(distances_from_one_m(g, far, pts)).all()
 
 
 def test_per_source_distances_equal_networkx_single_source(network, reference):
