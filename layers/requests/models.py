@@ -40,6 +40,12 @@ class Request(Base):
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
         CheckConstraint("char_length(text) <= 2000", name="text_length"),
         Index("ix_requests_status_deadline", "status", "deadline_at"),
+        # a volunteer's work; most requests have no assignee (migration 0006)
+        Index(
+            "ix_requests_assignee_id",
+            "assignee_id",
+            postgresql_where=text("assignee_id IS NOT NULL"),
+        ),
         # possible duplicates: nearest open requests of one category (migration 0004)
         Index(
             "ix_requests_open_category_geom_gist",
@@ -54,7 +60,7 @@ class Request(Base):
     number: Mapped[str] = mapped_column(String(20), unique=True)
     # SHA-256 of the whole ticket; found through the request id the ticket names
     ticket_hash: Mapped[str] = mapped_column(String(64))
-    category: Mapped[str] = mapped_column(String(32), index=True)
+    category: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     contact_name: Mapped[str | None] = mapped_column(String(100))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
@@ -62,7 +68,7 @@ class Request(Base):
     owner_level: Mapped[str] = mapped_column(String(16))
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
     community_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     building_code: Mapped[str | None] = mapped_column(String(24))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -129,13 +135,16 @@ class Notification(Base):
     """Outbox: one entry per event someone must act on; delivery channels come later."""
 
     __tablename__ = "notifications"
+    # each row names a user or a volunteer: index only that one (migration 0006)
+    __table_args__ = tuple(
+        Index(f"ix_notifications_{c}", c, postgresql_where=text(f"{c} IS NOT NULL"))
+        for c in ("recipient_user_id", "recipient_volunteer_id")
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("request_events.id"), index=True)
-    recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    recipient_volunteer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("volunteers.id"), index=True
-    )
+    recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recipient_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = now_column()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
