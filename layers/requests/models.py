@@ -142,7 +142,8 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("request_events.id"), index=True)
+    # no foreign key: the log is append-only and the id comes from the same write (0006)
+    event_id: Mapped[int] = mapped_column(BigInteger, index=True)
     recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     recipient_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
     kind: Mapped[str] = mapped_column(String(32))
