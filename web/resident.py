@@ -7,8 +7,10 @@ import logging
 import segno
 from flask import Blueprint, current_app, render_template, request, url_for
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from data.catalogues import request_categories, venue_categories
+from layers.coverage.service import venue_categories_present
 from layers.grids.service import grid_bounds, grid_card
 from layers.requests.service import ticket_view
 from web.auth import policy
@@ -57,6 +59,19 @@ def service_card(code: str):
     )
 
 
+def _services(session: Session, lang: str) -> list[dict[str, str]]:
+    """The service chips, in ``RESIDENT_SERVICES`` order: those with venues in the data (a
+    chip that finds nothing nearby helps no one), or all of them when there are none yet."""
+    by_code = {v.code: v for v in venue_categories()}
+    codes = [c for c in RESIDENT_SERVICES if c in by_code]
+    present = venue_categories_present(session)
+    codes = [c for c in codes if c in present] or codes
+    return [
+        {"code": c, "name": by_code[c].name_en if lang == "en" else by_code[c].name_zh}
+        for c in codes
+    ]
+
+
 def _tz() -> str:
     return current_app.config["MINQING"].timezone
 
@@ -94,11 +109,7 @@ def home():
                 {"code": c.code, "name": c.name_en if lang == "en" else c.name_zh}
                 for c in request_categories()
             ],
-            "services": [
-                {"code": v.code, "name": v.name_en if lang == "en" else v.name_zh}
-                for v in venue_categories()
-                if v.code in RESIDENT_SERVICES
-            ],
+            "services": _services(session, lang),
             "urls": {
                 "nearest": url_for("circles_api.nearest_venues")
                 if "circles_api.nearest_venues" in current_app.view_functions

@@ -136,6 +136,15 @@ def load_homes(session: Session, *, bbox: BBox | None = None) -> Homes:
     )
 
 
+def venue_categories_present(session: Session) -> set[str]:
+    """Categories with at least one active, located venue."""
+    return set(
+        session.scalars(
+            text("SELECT DISTINCT category FROM venues WHERE active AND NOT ST_IsEmpty(geom)")
+        )
+    )
+
+
 def active_venues(session: Session, category: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, lon/lat) of the active, located venues of ``category``."""
     rows = session.execute(

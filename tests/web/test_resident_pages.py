@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from sqlalchemy import text
+
+from web.resident import RESIDENT_SERVICES
 
 
 def _first_grid(session) -> str:
@@ -62,3 +67,20 @@ def test_ticket_page_shows_text_as_text(client, session):
     assert "<script>alert(1)</script>" not in page
     assert created.get_json()["number"] in page
     assert client.get("/t/not-a-ticket", headers={"Accept": "text/html"}).status_code == 404
+
+
+def _service_chips(html: str) -> list[str]:
+    services = re.search(r'"services": (\[.*?\])', html)
+    assert services, "no services in the page's config"
+    return [s["code"] for s in json.loads(services.group(1))]
+
+
+def test_service_chips_are_those_with_venues_in_the_data(client, session):
+    present = set(session.scalars(text("SELECT DISTINCT category FROM venues WHERE active")))
+    chips = _service_chips(client.get("/r").get_data(as_text=True))
+    assert chips and set(chips) <= present
+    assert chips == [c for c in RESIDENT_SERVICES if c in present]  # the page's own order
+    # a service whose venues all close is no longer offered first (or at all)
+    session.execute(text("UPDATE venues SET active = false WHERE category = :c"), {"c": chips[0]})
+    session.flush()
+    assert _service_chips(client.get("/r").get_data(as_text=True)) == chips[1:]
