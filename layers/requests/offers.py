@@ -175,7 +175,6 @@ def rank_volunteers(
     tz: str,
     k: int = DEFAULT_K,
     max_radius_m: float = DEFAULT_MAX_RADIUS_M,
-    exclude_ids: frozenset[int] = frozenset(),
     first: CandidateBatch | None = None,
 ) -> tuple[list[RankedVolunteer], str]:
     """Top ``k`` suitable volunteers within ``max_radius_m`` of ``lonlat``, and the method.
@@ -214,7 +213,7 @@ def rank_volunteers(
         bound_m = max_radius_m
         if not exhausted:
             bound_m = min(bound_m, rows[-1].deg * m_per_deg)
-        candidates = [r for r in rows if r.id not in exclude_ids and is_available(r.availability)]
+        candidates = [r for r in rows if is_available(r.availability)]
         distances, method = distance_to_volunteers(
             session=session,
             lonlat=lonlat,

@@ -58,7 +58,7 @@ def staff_site(committed_db, committed_client, live_server) -> Site:
     escalated = submit_housing(
         client, admin, leader_point[1] + 0.0001, leader_point[2], "楼上漏水，多次协调未果"
     )
-    assert escalated["grid"]["code"] == LEADER_GRID if escalated.get("grid") else True
+    assert escalated["grid"] is not None and escalated["grid"]["code"] == LEADER_GRID, escalated
     resp = client.post(
         f"/api/v1/requests/{escalated['id']}/escalate", json={"note": "需社区协调"}, headers=leader
     )
