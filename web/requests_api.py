@@ -23,6 +23,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from data.catalogues import request_categories
 from layers.bbox import parse_bbox
+from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest, Forbidden, RateLimited
 from layers.requests import metrics as metrics_service
 from layers.requests import service
@@ -225,6 +226,7 @@ def list_requests():
         limit=parse_limit(args.get("limit")),
         cursor=args.get("cursor"),
         tz=_tz(),
+        display_crs=parse_display_crs(args.get("crs")),
     )
     next_url = None
     if next_cursor:
@@ -239,7 +241,11 @@ def request_read(request_id: int):
     """One request with its timeline, offers and the actions allowed now."""
     return jsonify(
         service.request_detail(
-            session=db_session(), request_id=request_id, actor=user_actor(), tz=_tz()
+            session=db_session(),
+            request_id=request_id,
+            actor=user_actor(),
+            tz=_tz(),
+            display_crs=parse_display_crs(request.args.get("crs")),
         )
     )
 

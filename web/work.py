@@ -17,6 +17,7 @@ from web.maps import (
     STANDARD_LAYERS,
     attach_script,
     data_bounds,
+    display_crs_for,
     layers_map,
     page_response,
     render,
@@ -109,6 +110,7 @@ def leader():
         "Minqing.leader",
         {
             "lang": lang,
+            "crs": display_crs_for(settings.basemap),
             "grids": codes,
             "categories": category_names(lang),
             "urls": {

@@ -27,10 +27,11 @@ from sqlalchemy import Engine, TextClause, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo.crs import to_wgs84
+from geo.crs import from_wgs84, to_wgs84
 from layers.auth.models import RoleBinding
 from layers.auth.permissions import Grant
 from layers.auth.pii import mask_name
+from layers.display_crs import bbox_to_wgs84
 from layers.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from layers.features import LIVE_GRIDS, decode_cursor, encode_cursor
 from layers.grids.models import Grid
@@ -1518,7 +1519,16 @@ def _request_row(session: Session, request_id: int) -> Any:
     )
 
 
-def _summary(row: Any, tz: str, now: datetime, *, pii: bool) -> dict[str, Any]:
+def _location(lon: float, lat: float, display_crs: str) -> dict[str, Any]:
+    """A stored WGS84 point as served: in ``display_crs`` (a GCJ-02 / BD-09 basemap's own
+    coordinates) when asked, naming its CRS."""
+    x, y = (lon, lat) if display_crs == "wgs84" else from_wgs84(lon, lat, display_crs)
+    return {"lon": round(float(x), 7), "lat": round(float(y), 7), "crs": display_crs}
+
+
+def _summary(
+    row: Any, tz: str, now: datetime, *, pii: bool, display_crs: str = "wgs84"
+) -> dict[str, Any]:
     overdue = bool(
         row["status"] in _OPEN and row["deadline_at"] is not None and row["deadline_at"] < now
     )
@@ -1537,7 +1547,7 @@ def _summary(row: Any, tz: str, now: datetime, *, pii: bool) -> dict[str, Any]:
             if row["community_code"]
             else None
         ),
-        "location": {"lon": round(row["lon"], 7), "lat": round(row["lat"], 7)},
+        "location": _location(row["lon"], row["lat"], display_crs),
         "building_code": row["building_code"],
         "deadline": iso(row["deadline_at"], tz),
         "overdue": overdue,
@@ -1554,6 +1564,7 @@ def request_detail(
     actor: Actor,
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
+    display_crs: str = "wgs84",
 ) -> dict[str, Any]:
     """One request with its timeline, offers and the actions legal now (403 out of scope)."""
     now = _now(now)
@@ -1565,7 +1576,7 @@ def request_detail(
         raise Forbidden("forbidden")
     pii = _pii_for(actor.grant, access)
     row = _request_row(session, request_id)
-    out = _summary(row, tz, now, pii=pii)
+    out = _summary(row, tz, now, pii=pii, display_crs=display_crs)
     offers = session.execute(
         text(
             "SELECT o.volunteer_id, v.name, o.rank, o.distance_m, o.distance_method"
@@ -1686,8 +1697,12 @@ def list_requests(
     cursor: str | None = None,
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
+    display_crs: str = "wgs84",
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of requests in the actor's scope, newest first; returns (items, next cursor)."""
+    """A page of requests in the actor's scope, newest first; returns (items, next cursor).
+
+    With ``display_crs`` (gcj02 / bd09, for a map drawn in that CRS) the bbox filter is read
+    in it (widened by ``BBOX_PAD_DEG`` as the layers' is) and locations are served in it."""
     now = _now(now)
     before_id = decode_cursor(CURSOR_NAME, cursor)
     staff, own, params = scope_sql(session, actor)
@@ -1715,9 +1730,10 @@ def list_requests(
         clause = "(r.status = ANY(:open) AND r.deadline_at < :now)"
         where.append(clause if filters.overdue else f"NOT {clause}")
         params["open"] = _OPEN
-    if filters.bbox:
+    bbox = bbox_to_wgs84(filters.bbox, display_crs)
+    if bbox:
         where.append("r.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-        params.update(zip(("x0", "y0", "x1", "y1"), filters.bbox, strict=True))
+        params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
     if filters.created_from:
         where.append("r.created_at >= :cfrom")
         params["cfrom"] = filters.created_from
@@ -1751,6 +1767,6 @@ def list_requests(
             offered=False,
             assignee=vid is not None and row["assignee_id"] == vid,
         )
-        items.append(_summary(row, tz, now, pii=_pii_for(grant, access)))
+        items.append(_summary(row, tz, now, pii=_pii_for(grant, access), display_crs=display_crs))
     next_cursor = encode_cursor(CURSOR_NAME, rows[-1]["id"]) if has_more and rows else None
     return items, next_cursor

@@ -30,6 +30,10 @@ BLANK_PNG = bytes.fromhex(
 DEMO_PASSWORD = "minqing-demo"  # every account of the demo district
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
+# Beijing railway station: published WGS84 and GCJ-02 positions (see tests/geo/test_crs.py)
+STATION_WGS84 = (116.42079, 39.90105)
+STATION_GCJ02 = (116.42703, 39.90245)
+
 
 @dataclass
 class LiveServer:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import pytest
 from shapely.geometry import MultiPolygon, box
 
-from tests.browser.conftest import screenshot, wait_layers_idle
+from tests.browser.conftest import STATION_GCJ02, STATION_WGS84, screenshot, wait_layers_idle
 from tests.factories import ewkt, venue
 
 pytestmark = pytest.mark.browser
-
-# Beijing railway station: published WGS84 and GCJ-02 positions (see tests/geo/test_crs.py)
-STATION_WGS84 = (116.42079, 39.90105)
-STATION_GCJ02 = (116.42703, 39.90245)
 
 
 @pytest.fixture

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.browser.conftest import log_in, screenshot, wait_layers_idle
+from tests.browser.conftest import (
+    STATION_GCJ02,
+    STATION_WGS84,
+    log_in,
+    screenshot,
+    wait_layers_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -146,4 +152,34 @@ def test_leader_page_needs_login_and_keeps_the_target(site, open_page):
     page.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
     wait_layers_idle(page)
     screenshot(page, "leader_phone")
+    assert watch.foreign_requests == [] and watch.console_errors == []
+
+
+def test_leader_markers_sit_on_an_amap_basemap(site, live_server, open_page):
+    """Over AMap (drawn in GCJ-02) the leader's request markers are placed in GCJ-02: the
+    list is asked for in the basemap's CRS. A request of the leader's grid is moved to a
+    point whose GCJ-02 position is published."""
+    _base, database, code, _lon, _lat = site
+    with database.session() as s:
+        rid = s.execute(
+            text(
+                "SELECT r.id FROM requests r JOIN grids g ON g.id = r.grid_id"
+                " WHERE g.code = :c AND r.status = 'assigned' ORDER BY r.id LIMIT 1"
+            ),
+            {"c": code},
+        ).scalar()
+        assert rid is not None, "the demo's leader grid has no assigned request"
+        s.execute(
+            text("UPDATE requests SET geom = ST_SetSRID(ST_MakePoint(:x, :y), 4326) WHERE id = :i"),
+            {"x": STATION_WGS84[0], "y": STATION_WGS84[1], "i": rid},
+        )
+        s.commit()
+    base = live_server(database, basemap="amap")
+    page, watch = open_page(f"{base}/login", "desktop", stub_hosts=("autonavi.com",))
+    login(page, base, "leader1", "/leader")
+    page.wait_for_function("() => Minqing.state.work && Minqing.state.work.loaded")
+    latlng = page.evaluate(f"() => Minqing.state.work.markers[{rid}].getLatLng()")
+    # the published points are rounded to ~1 m (1e-5 degrees)
+    assert latlng["lng"] == pytest.approx(STATION_GCJ02[0], abs=2e-5)
+    assert latlng["lat"] == pytest.approx(STATION_GCJ02[1], abs=2e-5)
     assert watch.foreign_requests == [] and watch.console_errors == []

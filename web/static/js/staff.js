@@ -40,30 +40,6 @@
     keys.forEach(function (k) { s.removeItem(k); });
   }
 
-  /* WGS84 -> GCJ-02 for an AMap basemap (identity outside China), as geo/crs.py does. */
-  function toDisplay(lat, lon, crs) {
-    if (crs !== "gcj02" || lon < 72.004 || lon > 137.8347 || lat < 0.8293 || lat > 55.8271) {
-      return [lat, lon];
-    }
-    var PI = Math.PI, a = 6378245.0, ee = 0.00669342162296594323;
-    var x = lon - 105.0, y = lat - 35.0;
-    var dLat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * Math.sqrt(Math.abs(x));
-    dLat += (20.0 * Math.sin(6.0 * x * PI) + 20.0 * Math.sin(2.0 * x * PI)) * 2.0 / 3.0;
-    dLat += (20.0 * Math.sin(y * PI) + 40.0 * Math.sin(y / 3.0 * PI)) * 2.0 / 3.0;
-    dLat += (160.0 * Math.sin(y / 12.0 * PI) + 320 * Math.sin(y * PI / 30.0)) * 2.0 / 3.0;
-    var dLon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * Math.sqrt(Math.abs(x));
-    dLon += (20.0 * Math.sin(6.0 * x * PI) + 20.0 * Math.sin(2.0 * x * PI)) * 2.0 / 3.0;
-    dLon += (20.0 * Math.sin(x * PI) + 40.0 * Math.sin(x / 3.0 * PI)) * 2.0 / 3.0;
-    dLon += (150.0 * Math.sin(x / 12.0 * PI) + 300.0 * Math.sin(x / 30.0 * PI)) * 2.0 / 3.0;
-    var radLat = lat / 180.0 * PI;
-    var magic = Math.sin(radLat);
-    magic = 1 - ee * magic * magic;
-    var sq = Math.sqrt(magic);
-    dLat = (dLat * 180.0) / ((a * (1 - ee)) / (magic * sq) * PI);
-    dLon = (dLon * 180.0) / (a / sq * Math.cos(radLat) * PI);
-    return [lat + dLat, lon + dLon];
-  }
-
   /* fetch JSON from our API; a 401 means the session has expired: back to the login page. */
   function makeApi(config, onExpired) {
     return function (url, opts) {
@@ -202,7 +178,7 @@
     }
 
     function addMarker(item) {
-      var ll = toDisplay(item.location.lat, item.location.lon, config.crs);
+      var ll = [item.location.lat, item.location.lon];  /* served in config.crs */
       var marker = L.circleMarker(ll, { radius: 8 });
       marker.bindTooltip(item.number, { direction: "top" });
       var box = el("div", { class: "mq-detail", "data-id": item.id });
@@ -226,7 +202,7 @@
         keep[item.id] = true;
         if (rows[item.id]) {
           rows[item.id].item = item;
-          var ll = toDisplay(item.location.lat, item.location.lon, config.crs);
+          var ll = [item.location.lat, item.location.lon];  /* served in config.crs */
           rows[item.id].marker.setLatLng(ll);
         } else {
           rows[item.id] = { item: item, marker: null, li: null };
@@ -257,7 +233,7 @@
     function loadList() {
       st.layers.requests.loaded = false;
       var url = config.urls.list + "?limit=1000&status=" + config.open.join(",") +
-        "&owner_level=" + config.levels.join(",");
+        "&owner_level=" + config.levels.join(",") + "&crs=" + config.crs;
       return loadAll(url, [])
         .then(function (items) {
           reconcile(items.filter(function (i) { return config.levels.indexOf(i.owner_level) >= 0; }));

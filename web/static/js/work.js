@@ -177,9 +177,11 @@
 
     function refresh(reopen) {
       var statuses = "triage,assigned,claimed,in_progress,resolved";
+      /* locations come back in the basemap's CRS (GCJ-02 for AMap) */
+      var base = config.urls.requests + "?limit=500&crs=" + config.crs + "&status=" + statuses;
       var urls = config.grids.length
-        ? config.grids.map(function (g) { return config.urls.requests + "?limit=500&status=" + statuses + "&grid=" + g; })
-        : [config.urls.requests + "?limit=500&status=" + statuses];
+        ? config.grids.map(function (g) { return base + "&grid=" + g; })
+        : [base];
       Minqing.state.pending += 1;
       return Promise.all(urls.map(function (u) { return load(u, []); }))
         .then(function (parts) {
