@@ -30,12 +30,17 @@ def parse_display_crs(raw: str | None) -> str:
     return value
 
 
+def lonlat_to_display(lon: Any, lat: Any, crs: str) -> tuple[Any, Any]:
+    """WGS84 lon/lat (scalars or arrays) in ``crs``."""
+    return (lon, lat) if crs == "wgs84" else from_wgs84(lon, lat, crs)
+
+
 def geometry_to_display(geojson: dict[str, Any], crs: str) -> dict[str, Any]:
     """A GeoJSON geometry with every vertex moved from WGS84 to ``crs``."""
     if crs == "wgs84":
         return geojson
     geom = shapely.transform(
-        shape(geojson), lambda xy: np.column_stack(from_wgs84(xy[:, 0], xy[:, 1], crs))
+        shape(geojson), lambda xy: np.column_stack(lonlat_to_display(xy[:, 0], xy[:, 1], crs))
     )
     return mapping(geom)
 

@@ -23,15 +23,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import Engine, TextClause, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo.crs import from_wgs84, to_wgs84
+from geo.crs import to_wgs84
 from layers.auth.models import RoleBinding
 from layers.auth.permissions import Grant
 from layers.auth.pii import mask_name
-from layers.display_crs import bbox_to_wgs84
+from layers.display_crs import bbox_to_wgs84, lonlat_to_display
 from layers.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from layers.features import LIVE_GRIDS, decode_cursor, encode_cursor
 from layers.grids.models import Grid
@@ -800,7 +801,7 @@ def submit_request(
                 {"code": placed.grid_code, "name": placed.grid_name} if placed.grid_id else None
             ),
             "community": {"code": placed.community_code, "name": placed.community_name},
-            "location": {"lon": round(placed.lon, 7), "lat": round(placed.lat, 7)},
+            "location": _location(placed.lon, placed.lat),
             "deadline": iso(deadline, tz),
             "offered_volunteers": offers,
             "distance_method": method,
@@ -1519,16 +1520,15 @@ def _request_row(session: Session, request_id: int) -> Any:
     )
 
 
-def _location(lon: float, lat: float, display_crs: str) -> dict[str, Any]:
-    """A stored WGS84 point as served: in ``display_crs`` (a GCJ-02 / BD-09 basemap's own
-    coordinates) when asked, naming its CRS."""
-    x, y = (lon, lat) if display_crs == "wgs84" else from_wgs84(lon, lat, display_crs)
-    return {"lon": round(float(x), 7), "lat": round(float(y), 7), "crs": display_crs}
+def _location(lon: float, lat: float, crs: str = "wgs84") -> dict[str, Any]:
+    """A point as served: its coordinates (already in ``crs``) and the CRS they are in."""
+    return {"lon": round(float(lon), 7), "lat": round(float(lat), 7), "crs": crs}
 
 
 def _summary(
-    row: Any, tz: str, now: datetime, *, pii: bool, display_crs: str = "wgs84"
+    row: Any, tz: str, now: datetime, *, pii: bool, location: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    """A request as listed; ``location`` when served in a display CRS (else WGS84)."""
     overdue = bool(
         row["status"] in _OPEN and row["deadline_at"] is not None and row["deadline_at"] < now
     )
@@ -1547,7 +1547,7 @@ def _summary(
             if row["community_code"]
             else None
         ),
-        "location": _location(row["lon"], row["lat"], display_crs),
+        "location": location or _location(row["lon"], row["lat"]),
         "building_code": row["building_code"],
         "deadline": iso(row["deadline_at"], tz),
         "overdue": overdue,
@@ -1576,7 +1576,8 @@ def request_detail(
         raise Forbidden("forbidden")
     pii = _pii_for(actor.grant, access)
     row = _request_row(session, request_id)
-    out = _summary(row, tz, now, pii=pii, display_crs=display_crs)
+    location = _location(*lonlat_to_display(row["lon"], row["lat"], display_crs), display_crs)
+    out = _summary(row, tz, now, pii=pii, location=location)
     offers = session.execute(
         text(
             "SELECT o.volunteer_id, v.name, o.rank, o.distance_m, o.distance_method"
@@ -1759,14 +1760,21 @@ def list_requests(
     rows = rows[:limit]
     grant = actor.grant
     vid = params.get("scope_vid")
+    # the page's points in the display CRS at once (per point it is ~30 us each)
+    shown_lon, shown_lat = lonlat_to_display(
+        np.array([r["lon"] for r in rows], dtype=np.float64),
+        np.array([r["lat"] for r in rows], dtype=np.float64),
+        display_crs,
+    )
     items = []
-    for row in rows:
+    for i, row in enumerate(rows):
         access = Access(
             staff=bool(row["_staff"]),
             volunteer_id=vid,
             offered=False,
             assignee=vid is not None and row["assignee_id"] == vid,
         )
-        items.append(_summary(row, tz, now, pii=_pii_for(grant, access), display_crs=display_crs))
+        location = _location(shown_lon[i], shown_lat[i], display_crs)
+        items.append(_summary(row, tz, now, pii=_pii_for(grant, access), location=location))
     next_cursor = encode_cursor(CURSOR_NAME, rows[-1]["id"]) if has_more and rows else None
     return items, next_cursor
