@@ -20,6 +20,7 @@ the importer measured them), positions along an edge scale between the two.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -66,6 +67,11 @@ class WalkGraph:
     @property
     def n_nodes(self) -> int:
         return len(self.node_ids)
+
+    @functools.cached_property
+    def one_source_search(self) -> _OneSourceSearch:
+        """This graph plus a spare virtual node, for ``distances_from_one_m`` (built once)."""
+        return _OneSourceSearch(self)
 
     @property
     def n_edges(self) -> int:
@@ -333,7 +339,7 @@ def reach_from(
 class _OneSourceSearch:
     """The graph plus ONE spare virtual node whose two edges are rewritten per search.
 
-    Built once per graph: a search from a point on an edge then costs one Dijkstra from the
+    Built once per graph (``WalkGraph.one_source_search``): a search from a point on an edge then costs one Dijkstra from the
     virtual node, instead of two from the edge's ends (they reach nearly the same nodes) or
     rebuilding the graph around a new virtual node. The rewrite and the search hold a lock.
     """
@@ -359,21 +365,6 @@ class _OneSourceSearch:
             m.indices[-2:] = (u, v)
             m.data[-2:] = (max(to_u, _EPS_M), max(to_v, _EPS_M))
             return dijkstra(m, directed=True, indices=m.shape[0] - 1, limit=limit, min_only=True)
-
-
-_one_source_searches: dict[int, tuple[WalkGraph, _OneSourceSearch]] = {}
-_one_source_lock = threading.Lock()
-
-
-def _one_source_search(graph: WalkGraph) -> _OneSourceSearch:
-    entry = _one_source_searches.get(id(graph))
-    if entry is None or entry[0] is not graph:
-        with _one_source_lock:
-            if len(_one_source_searches) > 4:  # graphs of replaced network versions
-                _one_source_searches.clear()
-            entry = (graph, _OneSourceSearch(graph))
-            _one_source_searches[id(graph)] = entry
-    return entry[1]
 
 
 def distances_from_one_m(
@@ -408,7 +399,7 @@ def distances_from_one_m(
     if min(to_u, to_v) > limit:
         node_dist = None
     else:
-        node_dist = _one_source_search(graph).node_dist_m(
+        node_dist = graph.one_source_search.node_dist_m(
             int(graph.edge_u[e0]), int(graph.edge_v[e0]), to_u, to_v, limit
         )
     e = targets.edge[ok]
