@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import request
 
@@ -332,11 +333,16 @@ def strings(locale: str) -> dict[str, str]:
     return {k: t(k, locale) for k in UI}
 
 
+def catalogue_name(entry: Any, locale: str) -> str:
+    """A catalogue entry's (request or venue category) name in ``locale``."""
+    return entry.name_en if locale == "en" else entry.name_zh
+
+
 def category_names(locale: str) -> dict[str, str]:
     """Request category code → its name in ``locale``, in the catalogue's order."""
     from data.catalogues import request_categories
 
-    return {c.code: (c.name_en if locale == "en" else c.name_zh) for c in request_categories()}
+    return {c.code: catalogue_name(c, locale) for c in request_categories()}
 
 
 def category_name(code: str | None, locale: str) -> str | None:

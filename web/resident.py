@@ -9,13 +9,21 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from data.catalogues import request_categories, venue_categories
+from data.catalogues import venue_categories
 from layers.coverage.service import venue_categories_present
 from layers.grids.service import grid_bounds, grid_card
 from layers.requests.service import ticket_view
 from web.auth import policy
 from web.db import db_session
-from web.i18n import UI, category_name, negotiate_locale, strings, t
+from web.i18n import (
+    UI,
+    catalogue_name,
+    category_name,
+    category_names,
+    negotiate_locale,
+    strings,
+    t,
+)
 from web.maps import (
     attach_script,
     data_bounds,
@@ -66,10 +74,7 @@ def _services(session: Session, lang: str) -> list[dict[str, str]]:
     codes = [c for c in RESIDENT_SERVICES if c in by_code]
     present = venue_categories_present(session)
     codes = [c for c in codes if c in present] or codes
-    return [
-        {"code": c, "name": by_code[c].name_en if lang == "en" else by_code[c].name_zh}
-        for c in codes
-    ]
+    return [{"code": c, "name": catalogue_name(by_code[c], lang)} for c in codes]
 
 
 def _tz() -> str:
@@ -106,8 +111,7 @@ def home():
             "grid": {"code": grid.code, "name": grid.name} if grid else None,
             "start": start,
             "categories": [
-                {"code": c.code, "name": c.name_en if lang == "en" else c.name_zh}
-                for c in request_categories()
+                {"code": code, "name": name} for code, name in category_names(lang).items()
             ],
             "services": _services(session, lang),
             "urls": {

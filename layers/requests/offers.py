@@ -55,7 +55,7 @@ _ROUNDING_MARGIN_M = 2.0
 # and plans every execution again (~0.4 ms per intake, measured); with a literal it reuses
 # the plan. The few batch sizes in use give a few statement texts.
 def candidate_columns_sql(n: int) -> str:
-    """``CANDIDATE_COLUMNS`` reading the ``n`` nearest skill holders (``n`` a literal)."""
+    """The candidate columns, reading the ``n`` nearest skill holders (``n`` a literal)."""
     return (
         "(SELECT max(id) FROM network_versions) AS network_version,"
         " (SELECT coalesce(json_agg(json_build_array(c.id, c.name, c.lon, c.lat,"
@@ -189,10 +189,6 @@ def rank_volunteers(
     cannot enter the top ``k`` or tie one of them to the metre.
     """
     minute = now.replace(second=0, microsecond=0)
-
-    def is_available(schedule: str | None) -> bool:
-        return _available_in_minute(schedule, minute, tz)
-
     lon, lat = lonlat
     # Metres per degree of ``ST_Distance`` in lon/lat, a lower bound within max_radius_m of
     # the point (0.1° of latitude margin, 0.5 % for UTM's scale factor).
@@ -213,7 +209,7 @@ def rank_volunteers(
         bound_m = max_radius_m
         if not exhausted:
             bound_m = min(bound_m, rows[-1].deg * m_per_deg)
-        candidates = [r for r in rows if is_available(r.availability)]
+        candidates = [r for r in rows if _available_in_minute(r.availability, minute, tz)]
         distances, method = distance_to_volunteers(
             session=session,
             lonlat=lonlat,

@@ -177,9 +177,11 @@
       if (!shown) list.appendChild(el("li", { class: "empty" }, labels.staff_empty));
     }
 
+    /* where the map draws an item: the list is asked for in the basemap's CRS */
+    function latlng(item) { return [item.location.lat, item.location.lon]; }
+
     function addMarker(item) {
-      var ll = [item.location.lat, item.location.lon];  /* served in config.crs */
-      var marker = L.circleMarker(ll, { radius: 8 });
+      var marker = L.circleMarker(latlng(item), { radius: 8 });
       marker.bindTooltip(item.number, { direction: "top" });
       var box = el("div", { class: "mq-detail", "data-id": item.id });
       marker.bindPopup(box, { maxWidth: 340, minWidth: 240, autoPanPadding: [16, 16] });
@@ -202,8 +204,7 @@
         keep[item.id] = true;
         if (rows[item.id]) {
           rows[item.id].item = item;
-          var ll = [item.location.lat, item.location.lon];  /* served in config.crs */
-          rows[item.id].marker.setLatLng(ll);
+          rows[item.id].marker.setLatLng(latlng(item));
         } else {
           rows[item.id] = { item: item, marker: null, li: null };
           rows[item.id].marker = addMarker(item);
