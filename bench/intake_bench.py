@@ -62,9 +62,9 @@ from bench.common import (
     scratch_database,
     server_version,
 )
-from data.catalogues import request_categories
 from data.synthetic import current_generation, generate_district, live_grids
 from geo.assign import GridIndex
+from layers.catalogues import request_categories
 from layers.db import Database
 
 logger = logging.getLogger(__name__)

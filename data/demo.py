@@ -24,9 +24,9 @@ from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import text
 from werkzeug.security import generate_password_hash
 
-from data.catalogues import request_categories
 from geo.codes import grid_code
 from geo.partition import order_by_sequence, partition_community, split_along_roads
+from layers.catalogues import request_categories
 from layers.db import Database
 from layers.importers.osm_read import OsmFrames, read_osm
 from layers.importers.store import (

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from data.catalogues import request_categories
 from layers.auth.permissions import Binding, Principal, grant_for
+from layers.catalogues import request_categories
 from layers.errors import MinqingError
 from layers.requests import service
 from layers.requests.schemas import IntakeInput

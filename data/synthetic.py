@@ -41,12 +41,12 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from data.catalogues import request_categories
 from data.demo import AVAILABILITY_PATTERNS as DEMO_AVAILABILITY
 from geo.assign import GridIndex
 from geo.codes import grid_code, grid_sequence
 from geo.crs import utm_crs_for_lonlat
 from geo.households import estimate_households
+from layers.catalogues import request_categories
 from layers.importers.store import copy_rows, ewkb_hex, replace_network
 
 logger = logging.getLogger(__name__)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from data.catalogues import (
+from layers import catalogues
+from layers.catalogues import (
     life_circle_requirements,
     parse_osm_tag_rules,
     request_categories,
@@ -114,3 +118,39 @@ def test_parse_osm_tag_rules() -> None:
         parse_osm_tag_rules("amenity")
     with pytest.raises(ValueError):
         parse_osm_tag_rules(" ; ")
+
+
+def test_loader_reads_the_csvs_without_importing_data(tmp_path) -> None:
+    """layers sits below data: the loader finds ``data/catalogues/*.csv`` by path and never
+    imports the ``data`` package (not even its ``__init__``), from any working directory."""
+    code = (
+        "import sys, layers.catalogues as c;"
+        "assert c.request_categories() and c.venue_categories() and c.life_circle_requirements();"
+        "loaded = sorted(m for m in sys.modules if m == 'data' or m.startswith('data.'));"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+
+
+def test_loader_finds_the_csvs_beside_an_installed_layers(tmp_path) -> None:
+    """The layout of a wheel install: ``layers`` and ``data/catalogues`` side by side in one
+    site-packages directory, far from the source tree."""
+    site = tmp_path / "site"
+    (site / "layers").mkdir(parents=True)
+    (site / "layers" / "__init__.py").write_text("")
+    shutil.copy(catalogues.__file__, site / "layers" / "catalogues.py")
+    shutil.copytree(catalogues.CATALOGUE_DIR, site / "data" / "catalogues")
+    code = (
+        "import layers.catalogues as c;"
+        f"assert c.CATALOGUE_DIR == __import__('pathlib').Path({str(site.resolve())!r}) / 'data' / 'catalogues';"
+        "print(len(c.request_categories()), len(c.venue_categories()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [str(len(request_categories())), str(len(venue_categories()))]

@@ -340,7 +340,7 @@ def catalogue_name(entry: Any, locale: str) -> str:
 
 def category_names(locale: str) -> dict[str, str]:
     """Request category code → its name in ``locale``, in the catalogue's order."""
-    from data.catalogues import request_categories
+    from layers.catalogues import request_categories
 
     return {c.code: catalogue_name(c, locale) for c in request_categories()}
 

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from data.catalogues import venue_categories
+from layers.catalogues import venue_categories
 from layers.coverage.service import venue_categories_present
 from layers.grids.service import grid_bounds, grid_card
 from layers.requests.service import ticket_view

@@ -25,10 +25,10 @@ from shapely.geometry import MultiPolygon, Polygon, mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from data.catalogues import venue_categories
 from geo.circles import service_circles
 from geo.crs import to_wgs84
 from geo.walk import distances_at, distances_from_one_m, nearest_targets, reach_from, route_to
+from layers.catalogues import venue_categories
 from layers.circles.graph_cache import LoadedGraph, get_graph
 from layers.config import Settings
 from layers.coverage.service import (

@@ -28,10 +28,10 @@ from scipy.spatial import cKDTree
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from data.catalogues import life_circle_requirements, venue_categories
 from geo.crs import utm_crs_for_lonlat
 from geo.walk import distances_at, reach_from
 from layers.bbox import BBox
+from layers.catalogues import life_circle_requirements, venue_categories
 from layers.circles.graph_cache import LoadedGraph, get_graph
 from layers.config import Settings
 from layers.errors import BadRequest

@@ -36,9 +36,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon
 
-from data.catalogues import venue_category_for_tags, venue_category_keys
 from geo.crs import utm_crs_for_lonlat
 from geo.households import estimate_households, is_residential, parse_osm_number
+from layers.catalogues import venue_category_for_tags, venue_category_keys
 
 logger = logging.getLogger(__name__)
 

@@ -48,10 +48,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from data.catalogues import request_categories, venue_categories
 from geo.codes import is_valid_grid_code
 from geo.crs import utm_epsg_for_lonlat
 from geo.households import estimate_households, is_residential, parse_osm_number
+from layers.catalogues import request_categories, venue_categories
 from layers.errors import BadRequest, Unprocessable
 from layers.importers.files import (
     CHINA,

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from data.catalogues import request_category_codes
 from geo.crs import to_wgs84
 from layers.auth.models import RoleBinding
+from layers.catalogues import request_category_codes
 from layers.errors import BadRequest, Conflict, Unprocessable
 from layers.volunteers.models import Volunteer
 
