@@ -4,8 +4,10 @@
   catalogue over the cached walking graph (all venues of a category in batched Dijkstra runs)
   and stores them in ``service_circles`` with budget, unit, method and network version.
   Venues that do not snap to the network get a straight-line disc with ``method=buffer``.
-- ``add_venue`` / ``move_venue`` / ``close_venue`` change one venue, recompute its circles
-  and report the coverage figures the change touched, in one transaction.
+- ``requirements`` reads the catalogue's required (category, tier, budget) rows and
+  ``active_venues`` the venues that get circles; coverage measures against both.
+- ``rebuild_venue_circles`` recomputes one venue's circles after it was added, moved or
+  closed (``layers.venues.service`` makes those changes and reports the coverage touched).
 - ``nearest`` answers the resident: the k nearest venues of a category by walking distance,
   each with metres, minutes at the configured speed and the route; optionally the caller's own
   15-minute circle.
@@ -28,18 +30,10 @@ from sqlalchemy.orm import Session
 from geo.circles import service_circles
 from geo.crs import to_wgs84
 from geo.walk import distances_at, distances_from_one_m, nearest_targets, reach_from, route_to
-from layers.catalogues import venue_categories
+from layers.catalogues import life_circle_requirements, venue_categories
 from layers.circles.graph_cache import LoadedGraph, get_graph
 from layers.config import Settings
-from layers.coverage.service import (
-    LEVELS,
-    _tier_minutes,
-    active_venues,
-    coverage,
-    load_homes,
-    requirements,
-)
-from layers.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from layers.errors import BadRequest, ServiceUnavailable, Unprocessable
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +52,33 @@ def check_category(category: str | None) -> str:
             "unknown_venue_category", category=category or "", available=", ".join(known)
         )
     return category
+
+
+def requirements(
+    category: str | None = None, tier: str | None = None
+) -> list[tuple[str, str, float]]:
+    """(category, tier, budget_m) rows of the catalogue, validated against ``category`` / ``tier``."""
+    rows = [(r.category_code, r.tier, float(r.budget_m)) for r in life_circle_requirements()]
+    if category is not None:
+        known = {c.code for c in venue_categories()}
+        if category not in known:
+            raise BadRequest(
+                "unknown_venue_category", category=category, available=", ".join(sorted(known))
+            )
+        rows = [r for r in rows if r[0] == category]
+    if tier is not None:
+        tiers = sorted({r[1] for r in rows}, key=_tier_minutes)
+        if tier not in tiers:
+            raise BadRequest(
+                "unknown_tier", category=category or "*", tier=tier, available=", ".join(tiers)
+            )
+        rows = [r for r in rows if r[1] == tier]
+    return rows
+
+
+def _tier_minutes(tier: str) -> float:
+    digits = "".join(ch for ch in tier if ch.isdigit() or ch == ".")
+    return float(digits) if digits else float("inf")
 
 
 def budget_m_for(budget: float, unit: str, *, settings: Settings | None = None) -> float:
@@ -220,6 +241,19 @@ def _rebuild(
     return summary
 
 
+def active_venues(session: Session, category: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, lon/lat) of the active, located venues of ``category``."""
+    rows = session.execute(
+        text(
+            "SELECT id, ST_X(geom), ST_Y(geom) FROM venues WHERE active AND category = :c "
+            "AND NOT ST_IsEmpty(geom) ORDER BY id"
+        ),
+        {"c": category},
+    ).all()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    return ids, np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
+
+
 def _buffer_rows(session, cat, tr, budget_m, unit, v_ids, v_lonlat) -> list[dict[str, Any]]:
     """No network at all: straight-line discs (computed in PostGIS geography, metres)."""
     rows = []
@@ -274,135 +308,16 @@ def build_circles(
 # -- incremental venue changes -----------------------------------------------------------------
 
 
-def _coverage_rows(session: Session, category: str, settings: Settings) -> dict[tuple, dict]:
-    if not requirements(category):
-        return {}
-    homes = load_homes(session)
-    out = {}
-    for level in LEVELS:
-        for row in coverage(
-            session, level=level, category=category, settings=settings, homes=homes
-        ):
-            out[(row["level"], row["code"], row["tier"])] = row
-    return out
-
-
-def _touched(before: dict[tuple, dict], after: dict[tuple, dict]) -> list[dict[str, Any]]:
-    keys = ("buildings_covered", "households_covered", "buildings", "households")
-    return [
-        row
-        for key, row in sorted(after.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
-        if key not in before or any(before[key][k] != row[k] for k in keys)
-    ]
-
-
-def _venue_change(session: Session, category: str, settings: Settings, apply) -> dict[str, Any]:
-    """Run ``apply`` (which writes the venue and returns its id), rebuild that venue's circles
-    and diff the category's coverage figures before / after; commits once at the end."""
-    before = _coverage_rows(session, category, settings)
-    venue_id = apply()
+def rebuild_venue_circles(
+    session: Session, venue_id: int, category: str, *, settings: Settings | None = None
+) -> None:
+    """Recompute one venue's circles of every required tier (catalogue metres) after it was
+    added, moved or closed; a closed venue's circles are dropped. Does not commit."""
+    settings = settings or Settings()
     if requirements(category):
         _rebuild(
             session, category=category, tier=None, unit="m", settings=settings, venue_ids=[venue_id]
         )
-    touched = _touched(before, _coverage_rows(session, category, settings))
-    circles = [
-        dict(r._mapping)
-        for r in session.execute(
-            text(
-                "SELECT tier, budget_m, budget_unit, method, network_version FROM service_circles"
-                " WHERE venue_id = :v ORDER BY budget_m"
-            ),
-            {"v": venue_id},
-        )
-    ]
-    session.commit()
-    return {"venue_id": venue_id, "circles": circles, "coverage_touched": touched}
-
-
-def _venue_row(session: Session, venue_id: int) -> Any:
-    row = session.execute(
-        text("SELECT id, category, active FROM venues WHERE id = :id"), {"id": venue_id}
-    ).first()
-    if row is None:
-        raise NotFound("unknown_venue", id=venue_id)
-    return row
-
-
-def add_venue(
-    session: Session,
-    *,
-    category: str,
-    lon: Any,
-    lat: Any,
-    crs: str = "wgs84",
-    name: str | None = None,
-    settings: Settings | None = None,
-    **attrs: Any,
-) -> dict[str, Any]:
-    """Insert a venue, build its circles and report the coverage it changes (one transaction)."""
-    settings = settings or Settings()
-    check_category(category)
-    if lon is None or lat is None:
-        raise Unprocessable("venue_without_location", venue=name or "(new)")
-    wlon, wlat = point_lonlat(lon, lat, crs, what="venue")
-    allowed = {"opening_hours", "capacity", "shared", "address", "osm_id"}
-    extra = {k: v for k, v in attrs.items() if k in allowed}
-
-    def apply() -> int:
-        cols = ", ".join(["category", "name", "geom", *extra])
-        vals = ", ".join(
-            [":category", ":name", "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"]
-            + [f":{k}" for k in extra]
-        )
-        return session.execute(
-            text(f"INSERT INTO venues ({cols}) VALUES ({vals}) RETURNING id"),
-            {"category": category, "name": name, "lon": wlon, "lat": wlat, **extra},
-        ).scalar_one()
-
-    return _venue_change(session, category, settings, apply)
-
-
-def move_venue(
-    session: Session,
-    venue_id: int,
-    *,
-    lon: Any,
-    lat: Any,
-    crs: str = "wgs84",
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Move a venue, recompute its circles and the coverage it touches (one transaction)."""
-    settings = settings or Settings()
-    row = _venue_row(session, venue_id)
-    if lon is None or lat is None:
-        raise Unprocessable("venue_without_location", venue=venue_id)
-    wlon, wlat = point_lonlat(lon, lat, crs, what="venue")
-
-    def apply() -> int:
-        session.execute(
-            text(
-                "UPDATE venues SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) WHERE id = :id"
-            ),
-            {"lon": wlon, "lat": wlat, "id": venue_id},
-        )
-        return venue_id
-
-    return _venue_change(session, row.category, settings, apply)
-
-
-def close_venue(
-    session: Session, venue_id: int, *, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Close a venue (inactive), drop its circles and report the coverage lost (one transaction)."""
-    settings = settings or Settings()
-    row = _venue_row(session, venue_id)
-
-    def apply() -> int:
-        session.execute(text("UPDATE venues SET active = false WHERE id = :id"), {"id": venue_id})
-        return venue_id
-
-    return _venue_change(session, row.category, settings, apply)
 
 
 # -- the resident's question -------------------------------------------------------------------

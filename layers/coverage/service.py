@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 from geo.crs import utm_crs_for_lonlat
 from geo.walk import distances_at, reach_from
 from layers.bbox import BBox
-from layers.catalogues import life_circle_requirements, venue_categories
 from layers.circles.graph_cache import LoadedGraph, get_graph
+from layers.circles.service import active_venues, requirements
 from layers.config import Settings
 from layers.errors import BadRequest
 from layers.features import LIVE_GRIDS
@@ -63,33 +63,6 @@ class CategoryDistances:
     method: np.ndarray  # "walk" | "straight" | "" (no venue)
     venue_id: np.ndarray  # nearest venue id, -1 when none
     network_version: int | None
-
-
-def requirements(
-    category: str | None = None, tier: str | None = None
-) -> list[tuple[str, str, float]]:
-    """(category, tier, budget_m) rows of the catalogue, validated against ``category`` / ``tier``."""
-    rows = [(r.category_code, r.tier, float(r.budget_m)) for r in life_circle_requirements()]
-    if category is not None:
-        known = {c.code for c in venue_categories()}
-        if category not in known:
-            raise BadRequest(
-                "unknown_venue_category", category=category, available=", ".join(sorted(known))
-            )
-        rows = [r for r in rows if r[0] == category]
-    if tier is not None:
-        tiers = sorted({r[1] for r in rows}, key=_tier_minutes)
-        if tier not in tiers:
-            raise BadRequest(
-                "unknown_tier", category=category or "*", tier=tier, available=", ".join(tiers)
-            )
-        rows = [r for r in rows if r[1] == tier]
-    return rows
-
-
-def _tier_minutes(tier: str) -> float:
-    digits = "".join(ch for ch in tier if ch.isdigit() or ch == ".")
-    return float(digits) if digits else float("inf")
 
 
 def load_homes(session: Session, *, bbox: BBox | None = None) -> Homes:
@@ -143,19 +116,6 @@ def venue_categories_present(session: Session) -> set[str]:
             text("SELECT DISTINCT category FROM venues WHERE active AND NOT ST_IsEmpty(geom)")
         )
     )
-
-
-def active_venues(session: Session, category: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, lon/lat) of the active, located venues of ``category``."""
-    rows = session.execute(
-        text(
-            "SELECT id, ST_X(geom), ST_Y(geom) FROM venues WHERE active AND category = :c "
-            "AND NOT ST_IsEmpty(geom) ORDER BY id"
-        ),
-        {"c": category},
-    ).all()
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    return ids, np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
 
 
 def _straight_m(loaded: LoadedGraph | None, a_lonlat: np.ndarray, b_lonlat: np.ndarray):

@@ -8,15 +8,10 @@ import shapely
 from sqlalchemy import text
 
 from layers.circles import graph_cache
-from layers.circles.service import (
-    add_venue,
-    build_circles,
-    close_venue,
-    move_venue,
-    walking_distances_m,
-)
+from layers.circles.service import build_circles, walking_distances_m
 from layers.coverage.service import category_distances, coverage, load_homes
 from layers.errors import BadRequest, MinqingError
+from layers.venues.service import add_venue, close_venue, move_venue
 from tests.geo.walk_support import nx_graph, nx_point_distances
 
 CATEGORY = "pharmacy"  # 5min tier only: quick to rebuild
