@@ -47,3 +47,13 @@ def test_a_planted_violation_breaks_the_check(tmp_path: Path) -> None:
     result = _lint(tmp_path)
     assert result.returncode != 0
     assert "geo.planted" in result.stdout and "layers.planted" in result.stdout
+
+
+def test_planted_cycles_break_the_check(tmp_path: Path) -> None:
+    _copy_project(tmp_path)
+    (tmp_path / "layers" / "planted_data.py").write_text("import data.demo\n")
+    (tmp_path / "layers" / "circles" / "planted.py").write_text("import layers.coverage.service\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0
+    assert "layers.planted_data -> data.demo" in result.stdout
+    assert "layers.circles.planted -> layers.coverage.service" in result.stdout
