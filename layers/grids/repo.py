@@ -1,9 +1,10 @@
 """The grids repository: what "live grid", "the grid at a point" and "in scope" mean in SQL.
 
-Written once here and used by intake, the bulk import, tiles, layers, drafts, coverage and
-metrics. A grid row is live at generation N iff generation_low <= N < coalesce(generation_high,
-infinity) (DESIGN §2); without an explicit generation the current one is read from
-``generations``. A point on a border shared by several grids goes to the lowest grid code.
+Written once here and used by intake, the importers, tiles, layers, drafts, coverage, the
+planner, the synthetic data and the benches. A grid row is live at generation N iff
+generation_low <= N < coalesce(generation_high, infinity) (DESIGN §2); without an explicit
+generation the current one is read from ``generations``. A point on a border shared by several
+grids (or areas) goes to the lowest code.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from layers.areas.models import AREA_LEVELS
 from layers.grids.models import Grid
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,8 @@ CURRENT_GENERATION_SQL = "(SELECT coalesce(max(id), 0) FROM generations)"
 
 def live_sql(alias: str = "g", generation: str = CURRENT_GENERATION_SQL) -> str:
     """SQL predicate: row ``alias`` of ``grids`` is live at ``generation`` (an SQL expression,
-    e.g. a bind parameter ``:cur``; the current generation by default)."""
+    e.g. a bind parameter ``:cur``; the current generation by default). An empty ``alias``
+    leaves the columns unqualified (``FROM grids`` without an alias)."""
     a = f"{alias}." if alias else ""
     return (
         f"{a}generation_low <= {generation} AND "
@@ -35,12 +38,26 @@ def live_sql(alias: str = "g", generation: str = CURRENT_GENERATION_SQL) -> str:
 LIVE_GRIDS = live_sql("g")
 
 
-def grid_at_point_sql(point: str, columns: str = "g.*", *, joins: str = "") -> str:
-    """SELECT of ``columns`` from the live grid ``g`` covering ``point`` (an SQL geometry
-    expression in SRID 4326), lowest code on a shared border; ``joins`` may add tables."""
+def current_generation(session: Session) -> int:
+    """The id of the current generation (0 when none was ever published): what "live" is
+    measured against when a caller needs the number itself (a bind parameter, a new N+1)."""
+    return int(session.scalar(text(f"SELECT {CURRENT_GENERATION_SQL}")))
+
+
+def grid_at_point_sql(
+    point: str,
+    columns: str = "g.*",
+    *,
+    joins: str = "",
+    generation: str = CURRENT_GENERATION_SQL,
+) -> str:
+    """SELECT of ``columns`` from the grid ``g`` live at ``generation`` covering ``point`` (an
+    SQL geometry expression in SRID 4326), lowest code on a shared border; ``joins`` may add
+    tables."""
     return (
         f"SELECT {columns} FROM grids g {joins}"
-        f" WHERE ST_Covers(g.geom, {point}) AND {LIVE_GRIDS} ORDER BY g.code LIMIT 1"
+        f" WHERE ST_Covers(g.geom, {point}) AND {live_sql('g', generation)}"
+        " ORDER BY g.code LIMIT 1"
     )
 
 
@@ -64,10 +81,19 @@ def live_grid_by_code(session: Session, code: str) -> Grid | None:
     )
 
 
+def area_at_point_sql(point: str, columns: str = "a.id", *, level: str = "community") -> str:
+    """SELECT of ``columns`` from the area ``a`` of ``level`` covering ``point`` (an SQL
+    geometry expression in SRID 4326), lowest code on a shared border, like grids."""
+    if level not in AREA_LEVELS:
+        raise ValueError(f"unknown area level {level!r}")
+    return (
+        f"SELECT {columns} FROM areas a WHERE a.level = '{level}'"
+        f" AND ST_Covers(a.geom, {point}) ORDER BY a.code LIMIT 1"
+    )
+
+
 _COMMUNITY_AT_POINT_SQL = text(
-    "SELECT id, code, name FROM areas WHERE level = 'community'"
-    " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-    " ORDER BY code LIMIT 1"
+    area_at_point_sql("ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)", "a.id, a.code, a.name")
 )
 
 
