@@ -43,6 +43,7 @@ from bench.common import (
 )
 from data.synthetic import generate_district, live_grids, shared_vertices
 from geo.assign import GridIndex
+from layers.grids.repo import grid_at_point_sql
 
 logger = logging.getLogger(__name__)
 
@@ -164,14 +165,9 @@ def assignment_bench(url: str, *, grids: int, points: int, seed: int) -> dict[st
             with Timer() as t_sql:
                 session.execute(
                     text(
-                        """
+                        f"""
                         INSERT INTO bench_result (id, code)
-                        SELECT p.id, (
-                            SELECT g.code FROM grids g
-                            WHERE ST_Covers(g.geom, p.geom)
-                              AND g.generation_low <= :gen
-                              AND (g.generation_high IS NULL OR g.generation_high > :gen)
-                            ORDER BY g.code LIMIT 1)
+                        SELECT p.id, ({grid_at_point_sql("p.geom", "g.code", generation=":gen")})
                         FROM bench_points p
                         """
                     ),

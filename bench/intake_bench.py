@@ -62,10 +62,11 @@ from bench.common import (
     scratch_database,
     server_version,
 )
-from data.synthetic import current_generation, generate_district, live_grids
+from data.synthetic import generate_district, live_grids
 from geo.assign import GridIndex
 from layers.catalogues import request_categories
 from layers.db import Database
+from layers.grids.repo import current_generation
 
 logger = logging.getLogger(__name__)
 

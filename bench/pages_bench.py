@@ -65,6 +65,7 @@ from bench.common import (
 )
 from bench.common import app_server as common_app_server
 from layers.config import PROJECT_ROOT
+from layers.grids.repo import LIVE_GRIDS, live_sql
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def build_district(url: str, sizes: dict[str, int], seed: int) -> tuple[Site, di
                 text(
                     "SELECT g.code, s.code FROM grids g JOIN areas c ON c.id = g.community_id "
                     "JOIN areas s ON s.id = c.parent_id "
-                    "WHERE g.generation_high IS NULL ORDER BY g.households DESC, g.code LIMIT 1"
+                    f"WHERE {LIVE_GRIDS} ORDER BY g.households DESC, g.code LIMIT 1"
                 )
             ).one()
             vol_id, vol_community = session.execute(
@@ -250,7 +251,7 @@ def submit_ticket(base: str, url: str, grid_code: str) -> str | None:
         lon, lat = session.execute(
             text(
                 "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grids "
-                "WHERE code = :c AND generation_high IS NULL) x"
+                f"WHERE code = :c AND {live_sql('')}) x"
             ),
             {"c": grid_code},
         ).one()
@@ -326,7 +327,7 @@ def build_baseline(url: str, directory: Path) -> dict[str, Any]:
 
         grids = collection(
             "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', name, "
-            "'households', households) FROM grids WHERE generation_high IS NULL"
+            f"'households', households) FROM grids WHERE {live_sql('')}"
         )
         buildings = collection(
             "SELECT ST_AsGeoJSON(geom, 6), json_build_object('code', code, 'name', "

@@ -56,6 +56,7 @@ from data.synthetic import generate_district
 from geo.validation import UtmProjector, polygonal_part
 from layers.drafts import impact as impact_service
 from layers.drafts import service
+from layers.grids.repo import LIVE_GRIDS, current_generation
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ DRAFT_GRIDS_SQL = (
 )
 LIVE_GRIDS_SQL = (
     "SELECT g.id, g.code, c.code AS community, ST_AsBinary(g.geom) g FROM grids g"
-    " JOIN areas c ON c.id = g.community_id WHERE g.generation_high IS NULL ORDER BY g.id"
+    f" JOIN areas c ON c.id = g.community_id WHERE {LIVE_GRIDS} ORDER BY g.id"
 )
 COMMUNITIES_SQL = (
     "SELECT code AS community, ST_AsBinary(geom) g FROM areas WHERE level = 'community'"
@@ -303,7 +304,7 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
                 text(
                     "SELECT c.code, count(g.id) AS n, (SELECT count(*) FROM buildings b"
                     " WHERE ST_Covers(c.geom, b.rep_point)) AS nb FROM areas c"
-                    " JOIN grids g ON g.community_id = c.id AND g.generation_high IS NULL"
+                    f" JOIN grids g ON g.community_id = c.id AND {LIVE_GRIDS}"
                     " WHERE c.level = 'community' AND c.code LIKE :d GROUP BY c.id"
                     " ORDER BY n DESC, nb DESC, c.code"
                 ),
@@ -444,7 +445,7 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
             session.rollback()
 
             # ---- (d) publish (a) with its re-homing, then undo it
-            before_gen = service.current_generation(session)
+            before_gen = current_generation(session)
             session.rollback()
             with Timer() as t:
                 result = service.publish_draft(session=session, draft_id=draft_a, user_id=uid)

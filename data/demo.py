@@ -28,6 +28,7 @@ from geo.codes import grid_code
 from geo.partition import order_by_sequence, partition_community, split_along_roads
 from layers.catalogues import request_categories
 from layers.db import Database
+from layers.grids.repo import current_generation
 from layers.importers.osm_read import OsmFrames, read_osm
 from layers.importers.store import (
     copy_rows,
@@ -381,7 +382,7 @@ def _store(session, demo: DemoDistrict) -> None:
                 "g": ewkb_hex([row.geometry])[0],
             },
         ).scalar_one()
-    generation = (session.scalar(text("SELECT coalesce(max(id), 0) FROM generations")) or 0) + 1
+    generation = current_generation(session) + 1
     session.execute(
         text("INSERT INTO generations (id, summary) VALUES (:id, CAST(:s AS jsonb))"),
         {"id": generation, "s": json.dumps({"source": "demo", "grids": len(demo.grids)})},

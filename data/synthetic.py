@@ -47,6 +47,7 @@ from geo.codes import grid_code, grid_sequence
 from geo.crs import utm_crs_for_lonlat
 from geo.households import estimate_households
 from layers.catalogues import request_categories
+from layers.grids.repo import current_generation, live_sql
 from layers.importers.store import copy_rows, ewkb_hex, replace_network
 
 logger = logging.getLogger(__name__)
@@ -583,11 +584,6 @@ def _indexes_deferred(session: Session, table: str, incoming_rows: int) -> Itera
     logger.debug("rebuilt %d indexes of %s after the bulk load", len(rows), table)
 
 
-def current_generation(session: Session) -> int:
-    """The id of the live generation (0 when none was ever published)."""
-    return int(session.scalar(text("SELECT coalesce(max(id), 0) FROM generations")) or 0)
-
-
 def live_grids(
     session: Session, bbox_lonlat: tuple[float, float, float, float] | None = None
 ) -> pd.DataFrame:
@@ -600,8 +596,7 @@ def live_grids(
     rows = session.execute(
         text(
             "SELECT id, code, community_id, ST_AsBinary(geom) AS wkb FROM grids "
-            "WHERE generation_low <= :g AND (generation_high IS NULL OR generation_high > :g) "
-            f"{where} ORDER BY code, id"
+            f"WHERE {live_sql('', ':g')} {where} ORDER BY code, id"
         ),
         params,
     ).all()

@@ -24,13 +24,10 @@ from layers.bbox import BBox
 from layers.display_crs import bbox_to_wgs84, geometry_to_display
 from layers.errors import BadRequest, NotFound
 
-logger = logging.getLogger(__name__)
+# LIVE_GRIDS is also re-exported from here for modules not yet moved to layers.grids.repo.
+from layers.grids.repo import LIVE_GRIDS, grid_at_point_sql, live_sql, subtree_sql
 
-LIVE_GRIDS = (
-    "g.generation_low <= (SELECT coalesce(max(id), 0) FROM generations) AND "
-    "(g.generation_high IS NULL OR g.generation_high > (SELECT coalesce(max(id), 0) "
-    "FROM generations))"
-)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,12 +55,7 @@ def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Gra
         clauses = []
         params: dict[str, Any] = {}
         if grant.area_ids:
-            clauses.append(
-                f"{community_col} IN (WITH RECURSIVE sub AS ("
-                " SELECT id FROM areas WHERE id = ANY(:scope_areas)"
-                " UNION SELECT a.id FROM areas a JOIN sub ON a.parent_id = sub.id)"
-                " SELECT id FROM sub)"
-            )
+            clauses.append(subtree_sql(community_col, "scope_areas"))
             params["scope_areas"] = sorted(grant.area_ids)
         if grant.grid_codes:
             params["scope_grids"] = sorted(grant.grid_codes)
@@ -93,7 +85,7 @@ LAYERS: dict[str, LayerSpec] = {
             "grids t JOIN areas c ON c.id = t.community_id",
             "t.code, t.name, c.code AS community_code, c.name AS community_name,"
             " t.households, t.population, t.generation_low",
-            where=LIVE_GRIDS.replace("g.", "t."),
+            where=live_sql("t"),
             simplify=True,
         ),
         LayerSpec(
@@ -101,9 +93,7 @@ LAYERS: dict[str, LayerSpec] = {
             "buildings t",
             "t.code, t.name, t.building_type, t.levels, t.residential, t.households,"
             " t.households_estimated, t.leader_name, t.leader_phone,"
-            " (SELECT g.code FROM grids g WHERE ST_Covers(g.geom, t.rep_point) AND "
-            + LIVE_GRIDS
-            + " ORDER BY g.code LIMIT 1) AS grid_code",
+            f" ({grid_at_point_sql('t.rep_point', 'g.code')}) AS grid_code",
             mask=(("leader_name", mask_name), ("leader_phone", mask_phone)),
         ),
         LayerSpec(

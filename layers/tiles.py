@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from layers.display_crs import display_offset_3857
 from layers.errors import BadRequest, NotFound
-from layers.features import LIVE_GRIDS
+from layers.grids.repo import live_sql
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ TILE_LAYERS: dict[str, tuple[str, str, str]] = {
     "grids": (
         "grids t",
         "t.id, t.code, t.name, t.households, t.population",
-        LIVE_GRIDS.replace("g.", "t."),
+        live_sql("t"),
     ),
     "venues": ("venues t", "t.id, t.category, t.name", "t.active"),
     "service_circles": (

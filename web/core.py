@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, jsonify
 
-from layers.drafts.service import current_generation
+from layers.grids.repo import current_generation
 from web.auth import policy
 from web.db import database, db_session
 

@@ -17,8 +17,8 @@ from shapely.geometry import mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers.drafts.service import current_generation
 from layers.errors import BadRequest, NotFound
+from layers.grids.repo import current_generation, live_sql
 from web.auth import current_principal, policy
 from web.db import db_session
 from web.i18n import negotiate_locale, strings, t
@@ -46,8 +46,7 @@ def community_list(session: Session, lang: str, generation: int) -> list[dict[st
     rows = session.execute(
         text(
             "SELECT c.code, c.name, c.name_en, (SELECT count(*) FROM grids g"
-            " WHERE g.community_id = c.id AND g.generation_low <= :cur"
-            " AND (g.generation_high IS NULL OR g.generation_high > :cur)) AS n"
+            f" WHERE g.community_id = c.id AND {live_sql('g', ':cur')}) AS n"
             " FROM areas c WHERE c.level = 'community' ORDER BY c.code"
         ),
         {"cur": generation},
@@ -77,9 +76,8 @@ def generation_grids(*, session: Session, generation: int, community_code: str) 
     rows = session.execute(
         text(
             "SELECT id, code, name, households, population, generation_low, generation_high,"
-            " ST_AsBinary(geom) AS g FROM grids WHERE community_id = :c"
-            " AND generation_low <= :n AND (generation_high IS NULL OR generation_high > :n)"
-            " ORDER BY code"
+            " ST_AsBinary(geom) AS g FROM grids"
+            f" WHERE community_id = :c AND {live_sql('', ':n')} ORDER BY code"
         ),
         {"c": community_id, "n": generation},
     ).all()

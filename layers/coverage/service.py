@@ -35,7 +35,7 @@ from layers.circles.graph_cache import LoadedGraph, get_graph
 from layers.circles.service import active_venues, requirements
 from layers.config import Settings
 from layers.errors import BadRequest
-from layers.features import LIVE_GRIDS
+from layers.grids.repo import LIVE_GRIDS, grid_at_point_sql
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ def load_homes(session: Session, *, bbox: BBox | None = None) -> Homes:
     rows = session.execute(
         text(
             "SELECT b.id, b.code, b.households, ST_X(b.rep_point), ST_Y(b.rep_point), "
-            " (SELECT g.code FROM grids g WHERE ST_Covers(g.geom, b.rep_point) AND "
-            + LIVE_GRIDS
-            + " ORDER BY g.code LIMIT 1),"
+            f" ({grid_at_point_sql('b.rep_point', 'g.code')}),"
             " (SELECT a.code FROM areas a WHERE a.level = 'community' "
             "  AND ST_Covers(a.geom, b.rep_point) ORDER BY a.code LIMIT 1),"
             " (SELECT a.code FROM areas a WHERE a.level = 'street' "

@@ -27,10 +27,10 @@ from layers.drafts.service import (
     _geom,
     _rows,
     community_generation,
-    current_generation,
     load_buildings,
     load_community,
 )
+from layers.grids.repo import current_generation, live_sql
 from layers.requests.workflow import Status
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def _live_rows(session: Session, community_id: int) -> list[GridRow]:
     rows = session.execute(
         text(
             "SELECT id, code, name, leader_user_id, households, population,"
-            " ST_AsBinary(geom) AS g FROM grids WHERE community_id = :c AND generation_low <= :cur"
-            " AND (generation_high IS NULL OR generation_high > :cur) ORDER BY code"
+            " ST_AsBinary(geom) AS g FROM grids"
+            f" WHERE community_id = :c AND {live_sql('', ':cur')} ORDER BY code"
         ),
         {"c": community_id, "cur": cur},
     ).all()

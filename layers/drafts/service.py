@@ -43,6 +43,7 @@ from geo.validation import (
 )
 from layers.drafts.models import GridDraft
 from layers.errors import BadRequest, Conflict, MinqingError, NotFound, Unprocessable
+from layers.grids.repo import current_generation, live_sql
 from layers.requests.workflow import TERMINAL
 
 logger = logging.getLogger(__name__)
@@ -277,10 +278,6 @@ def community_generation(session: Session, community_id: int) -> int:
     )
 
 
-def current_generation(session: Session) -> int:
-    return int(session.scalar(text("SELECT coalesce(max(id), 0) FROM generations")))
-
-
 def _draft(session: Session, draft_id: int, user_id: int | None, *, lock: bool) -> GridDraft:
     q = session.query(GridDraft).filter(GridDraft.id == draft_id)
     if lock:
@@ -348,7 +345,7 @@ def create_draft(
     )
     session.add(draft)
     session.flush()
-    live = "generation_low <= :cur AND (generation_high IS NULL OR generation_high > :cur)"
+    live = live_sql("", ":cur")
     session.execute(
         text(
             "INSERT INTO draft_grids (draft_id, code, name, leader_user_id, households,"
@@ -1080,10 +1077,7 @@ def _publish_rows(
             findings=[finding_feature(f, "en") for f in blocking],
         )
     new_gen = current_generation(session) + 1
-    live = (
-        "community_id = :c AND generation_low <= :cur"
-        " AND (generation_high IS NULL OR generation_high > :cur)"
-    )
+    live = f"community_id = :c AND {live_sql('', ':cur')}"
     session.execute(
         text(
             "INSERT INTO generations (id, published_by, draft_id, summary)"
@@ -1298,8 +1292,7 @@ def restore_generation(
             text(
                 "INSERT INTO draft_grids (draft_id, code, name, leader_user_id, households,"
                 " population, geom) SELECT :d, code, name, leader_user_id, households, population,"
-                " geom FROM grids WHERE community_id = :c AND generation_low <= :n"
-                " AND (generation_high IS NULL OR generation_high > :n) ORDER BY code"
+                f" geom FROM grids WHERE community_id = :c AND {live_sql('', ':n')} ORDER BY code"
             ),
             {"d": draft.id, "c": community.id, "n": generation},
         )

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from layers.auth.pii import mask_name, mask_phone
 from layers.errors import NotFound
-from layers.features import LIVE_GRIDS
+from layers.grids.repo import LIVE_GRIDS
 
 logger = logging.getLogger(__name__)
 

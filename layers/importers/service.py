@@ -53,6 +53,7 @@ from geo.crs import utm_epsg_for_lonlat
 from geo.households import estimate_households, is_residential, parse_osm_number
 from layers.catalogues import request_categories, venue_categories
 from layers.errors import BadRequest, Unprocessable
+from layers.grids.repo import area_at_point_sql, current_generation, live_sql
 from layers.importers.files import (
     CHINA,
     ReferenceBox,
@@ -999,11 +1000,9 @@ def _write_volunteers(
     )
     derived = session.execute(
         text(
-            """
+            f"""
             UPDATE stage_import_volunteers s SET community_id = (
-              SELECT a.id FROM areas a
-              WHERE a.level = 'community' AND ST_Covers(a.geom, s.geom)
-              ORDER BY a.code LIMIT 1)
+              {area_at_point_sql("s.geom")})
             WHERE s.community_id IS NULL
             """
         )
@@ -1137,15 +1136,16 @@ def _write_grids(session: Session, frame: gpd.GeoDataFrame, rep: LayerReport, o:
         )
     ).rowcount
     session.execute(text("LOCK TABLE generations IN SHARE ROW EXCLUSIVE MODE"))
-    current = session.execute(text("SELECT coalesce(max(id), 0) FROM generations")).scalar_one()
+    current = current_generation(session)
     community_ids = [
         int(x)
         for x in session.execute(
             text("SELECT DISTINCT community_id FROM stage_import_grids")
         ).scalars()
     ]
-    live = """grids.community_id = ANY(:cids) AND grids.generation_high IS NULL
-              AND grids.generation_low <= :current"""
+    # Under the lock no generation above ``current`` exists (generation_high references
+    # generations), so "live at current" is "generation_high IS NULL" as it always was.
+    live = f"grids.community_id = ANY(:cids) AND {live_sql('grids', ':current')}"
     same = session.execute(
         text(
             f"""

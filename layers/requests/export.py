@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from geo.crs import from_wgs84
 from layers.auth.permissions import Grant
-from layers.features import LIVE_GRIDS
+from layers.grids.repo import LIVE_GRIDS, subtree_sql
 from layers.requests.service import Actor, scope_sql
 from layers.requests.workflow import Status
 
@@ -137,10 +137,7 @@ def scope_outline(*, session: Session, grant: Grant) -> ScopeOutline:
     if grant.everything:
         area_where, params = "TRUE", {}
     elif grant.area_ids:
-        area_where = (
-            "a.id IN (WITH RECURSIVE sub AS (SELECT id FROM areas WHERE id = ANY(:roots)"
-            " UNION SELECT x.id FROM areas x JOIN sub ON x.parent_id = sub.id) SELECT id FROM sub)"
-        )
+        area_where = subtree_sql("a.id", "roots")
         params = {"roots": sorted(grant.area_ids)}
     else:
         return ScopeOutline(bounds=None)

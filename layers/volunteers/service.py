@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geo.crs import to_wgs84
 from layers.auth.models import RoleBinding
 from layers.catalogues import request_category_codes
 from layers.errors import BadRequest, Conflict, Unprocessable
+from layers.grids.repo import community_at_point
 from layers.volunteers.models import Volunteer
 
 logger = logging.getLogger(__name__)
@@ -152,14 +153,7 @@ def parse_registration(body: dict[str, Any]) -> Registration:
 
 def community_at(*, session: Session, lon: float, lat: float) -> tuple[int, str, str] | None:
     """(id, code, name) of the community covering a WGS84 point (lowest code on a border)."""
-    row = session.execute(
-        text(
-            "SELECT id, code, name FROM areas WHERE level = 'community'"
-            " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-            " ORDER BY code LIMIT 1"
-        ),
-        {"lon": lon, "lat": lat},
-    ).first()
+    row = community_at_point(session, lon, lat)
     return (row.id, row.code, row.name) if row else None
 
 
