@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from data.catalogues import request_categories
+from layers.catalogues import request_categories
 from layers.bbox import parse_bbox
 from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest, Forbidden, RateLimited

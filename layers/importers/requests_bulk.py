@@ -57,7 +57,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from data.catalogues import request_categories
+from layers.catalogues import request_categories
 from geo.assign import GridIndex
 from geo.crs import to_wgs84
 from layers.errors import BadRequest, Unprocessable

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from layers.base import Base, geometry, gist_index, in_values, now_column
-from layers.requests.workflow import OPEN, OwnerLevel, Status
+from layers.requests.states import OPEN, OwnerLevel, Status
 
 STATUSES = tuple(s.value for s in Status)
 # The open statuses as an SQL predicate: the partial index below and the duplicates query

@@ -10,30 +10,14 @@ The grid level's deadline is the request category's (``request_categories.csv``)
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import logging
-from importlib import resources
-from pathlib import Path
 
-from data.catalogues import RequestCategory, request_categories
-from layers.requests.workflow import ESCALATION_ORDER, OwnerLevel
+from layers.catalogues import RequestCategory, request_categories
+from layers.catalogues import catalogue_rows as _rows
+from layers.requests.states import ESCALATION_ORDER, OwnerLevel
 
 logger = logging.getLogger(__name__)
-
-
-def _rows(filename: str) -> list[dict[str, str]]:
-    try:
-        text = resources.files("data").joinpath("catalogues", filename).read_text("utf-8")
-    except (NotADirectoryError, TypeError, ModuleNotFoundError, FileNotFoundError):
-        import data
-
-        text = (Path(data.__file__).with_name("catalogues") / filename).read_text("utf-8")
-    return [
-        {k.strip(): (v or "").strip() for k, v in row.items()}
-        for row in csv.DictReader(io.StringIO(text))
-    ]
 
 
 @functools.cache

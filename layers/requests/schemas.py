@@ -197,3 +197,113 @@ def contact_view(name: str | None, phone: str | None, *, pii: bool) -> dict[str,
     if pii:
         return {"name": name, "phone": phone}
     return {"name": mask_name(name), "phone": mask_phone(phone)}
+
+
+# -- action bodies (the ``body`` column of the action table) ----------------------------------
+def _grid_code_field(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("missing_field", field="grid_code")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class NoteBody:
+    """An optional note (start, reopen, escalate, withdraw, claim take none)."""
+
+    note: str | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> NoteBody:
+        return cls(optional_str(body, "note", MAX_NOTE_CHARS))
+
+
+@dataclass(frozen=True)
+class ResolveBody:
+    """What was done: required."""
+
+    note: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ResolveBody:
+        return cls(required_str(body, "note", MAX_NOTE_CHARS))
+
+
+@dataclass(frozen=True)
+class ReasonBody:
+    """A handoff that needs a reason (reject); the reason is the event's note."""
+
+    reason: str
+
+    @property
+    def note(self) -> str:
+        return self.reason
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ReasonBody:
+        return cls(required_str(body, "reason", MAX_NOTE_CHARS))
+
+
+@dataclass(frozen=True)
+class DuplicateBody:
+    """The request this one repeats, by id or number."""
+
+    duplicate_of: int | str
+    note: str | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DuplicateBody:
+        note = optional_str(body, "note", MAX_NOTE_CHARS)
+        ref = body.get("duplicate_of")
+        if ref is None:
+            raise BadRequest("missing_field", field="duplicate_of")
+        return cls(ref, note)
+
+
+@dataclass(frozen=True)
+class AssignBody:
+    """The live grid a triaged request goes to."""
+
+    grid_code: str
+    note: str | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> AssignBody:
+        note = optional_str(body, "note", MAX_NOTE_CHARS)
+        return cls(_grid_code_field(body.get("grid_code")), note)
+
+
+@dataclass(frozen=True)
+class ReassignBody:
+    """Exactly one of another volunteer (sole offer) or another live grid."""
+
+    volunteer_id: int | None = None
+    grid_code: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ReassignBody:
+        note = optional_str(body, "note", MAX_NOTE_CHARS)
+        volunteer_id, grid_code = body.get("volunteer_id"), body.get("grid_code")
+        if (volunteer_id is None) == (grid_code is None):
+            raise BadRequest("missing_field", field="volunteer_id or grid_code (exactly one)")
+        if grid_code is not None:
+            return cls(grid_code=_grid_code_field(grid_code), note=note)
+        if isinstance(volunteer_id, bool) or not isinstance(volunteer_id, int):
+            raise BadRequest("invalid_field", field="volunteer_id", reason="an integer")
+        return cls(volunteer_id=volunteer_id, note=note)
+
+
+@dataclass(frozen=True)
+class RateBody:
+    """The resident's 1–5 stars and an optional comment (the event's note)."""
+
+    rating: int
+    comment: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        return self.comment
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> RateBody:
+        return cls(*parse_rating(body))

@@ -1,73 +1,212 @@
-"""The people's-affairs pipeline (民情流水线): states and allowed transitions, defined once.
+"""The people's-affairs pipeline (民情流水线) as ONE action table (DESIGN §3).
 
-Reassign, escalate and reopen are actions, not states: each returns the request to
-``assigned`` with an owner level and a new deadline (DESIGN §3). Everything else that needs to
-know whether an action is legal asks ``next_status`` / ``allowed_actions``.
+Every row is an action: the states it leaves from and enters, the permission row it needs,
+who is in scope, its body schema, its effects and the event it writes. The runner
+(``layers.pipeline.runner``) performs any row; intake, the bulk import, re-homing on publish
+and the deadline job derive their status and event writes from the same rows; the database
+refuses any (action, from, to) the table does not list (``layers.pipeline.reference``).
+
+Scopes: ``staff`` (the grid team or staff whose subtree holds the request), ``assignee``
+(the volunteer doing the work), ``offered`` (a volunteer the request is offered to),
+``resident`` (the holder of the request's ticket). The system (deadline job, follow-ups)
+is always in scope.
+
+To add an action: add one row here (and its permission row in
+``layers.auth.permissions.PERMISSIONS`` if people perform it), then one test.
 """
 
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
+
+from layers.pipeline.machine import SAME, START, Action, Notify, StateMachine
+from layers.requests import handlers
+from layers.requests.schemas import (
+    AssignBody,
+    DuplicateBody,
+    NoteBody,
+    RateBody,
+    ReasonBody,
+    ReassignBody,
+    ResolveBody,
+)
+from layers.requests.states import (
+    ESCALATION_ORDER,
+    HOLDS_LOAD,
+    OPEN,
+    OPEN_WORK,
+    TERMINAL,
+    OwnerLevel,
+    Status,
+)
 
 logger = logging.getLogger(__name__)
 
-
-class Status(StrEnum):
-    SUBMITTED = "submitted"
-    TRIAGE = "triage"
-    ASSIGNED = "assigned"
-    CLAIMED = "claimed"
-    IN_PROGRESS = "in_progress"
-    RESOLVED = "resolved"
-    RATED = "rated"
-    CLOSED = "closed"
-    REJECTED = "rejected"
-    DUPLICATE = "duplicate"
-    WITHDRAWN = "withdrawn"
-
-
-class OwnerLevel(StrEnum):
-    GRID = "grid"
-    COMMUNITY = "community"
-    STREET = "street"
-    DISTRICT = "district"
-
-
-ESCALATION_ORDER = (OwnerLevel.GRID, OwnerLevel.COMMUNITY, OwnerLevel.STREET, OwnerLevel.DISTRICT)
+__all__ = [
+    "ESCALATION_ORDER",
+    "HOLDS_LOAD",
+    "MACHINE",
+    "OPEN",
+    "TERMINAL",
+    "TRANSITIONS",
+    "OwnerLevel",
+    "Status",
+    "allowed_actions",
+    "next_status",
+]
 
 S = Status
-_OPEN_WORK = (S.ASSIGNED, S.CLAIMED, S.IN_PROGRESS)
+_WORK = tuple(s.value for s in OPEN_WORK)
+_NOT_FINISHED = tuple(s.value for s in Status if s not in TERMINAL)
+STAFF = ("staff",)
 
-# action -> (statuses it may start from, status it leads to)
+ACTIONS_TABLE = (
+    # intake (set-based, layers.requests.intake): submitted, then assigned or in triage
+    Action("submit", (START,), S.SUBMITTED, listed=False),
+    Action(
+        "assign",
+        (S.SUBMITTED, S.TRIAGE),
+        S.ASSIGNED,
+        permission="requests.assign",
+        scope=STAFF,
+        body=AssignBody.parse,
+        handler=handlers.assign,
+        notify=Notify("assigned", ()),
+    ),
+    Action("triage", (S.SUBMITTED,), S.TRIAGE, notify=Notify("triage", ("owner",))),
+    Action(
+        "claim",
+        (S.ASSIGNED,),
+        S.CLAIMED,
+        permission="requests.claim",
+        scope=("offered",),
+        load="take",
+        points="claim",
+        taken="already_claimed",
+    ),
+    Action(
+        "start",
+        (S.CLAIMED,),
+        S.IN_PROGRESS,
+        permission="requests.start",
+        scope=("staff", "assignee"),
+    ),
+    Action(
+        "resolve",
+        (S.CLAIMED, S.IN_PROGRESS),
+        S.RESOLVED,
+        permission="requests.resolve",
+        scope=("staff", "assignee"),
+        body=ResolveBody.parse,
+        load="release",
+        points="resolve",
+        stamp="resolved_at",
+    ),
+    Action(
+        "rate",
+        (S.RESOLVED,),
+        S.RATED,
+        permission="tickets.rate",
+        scope=("resident",),
+        body=RateBody.parse,
+        points=lambda body: f"rating_{body.rating}",
+        handler=handlers.rate,
+    ),
+    Action("close", (S.RATED,), S.CLOSED, handler=handlers.close, stamp="closed_at"),
+    Action("auto_close", (S.RESOLVED,), S.CLOSED, event="auto_closed", stamp="closed_at"),
+    Action(
+        "reopen",
+        (S.RESOLVED, S.RATED),
+        S.ASSIGNED,
+        permission="requests.reopen",
+        scope=STAFF,
+        body=NoteBody.parse,
+        load="drop",
+        deadline="level",
+        handler=handlers.reopen,
+        notify=Notify("reopened", ("owner", "previous_assignee")),
+    ),
+    Action(
+        "reassign",
+        _WORK,
+        S.ASSIGNED,
+        permission="requests.reassign",
+        scope=STAFF,
+        body=ReassignBody.parse,
+        load="drop",
+        deadline="level",
+        handler=handlers.reassign,
+        notify=Notify("reassigned", ()),
+    ),
+    Action(
+        "escalate",
+        (S.TRIAGE, *_WORK),
+        S.ASSIGNED,
+        permission="requests.escalate",
+        scope=STAFF,
+        body=NoteBody.parse,
+        load="drop",
+        deadline="level",
+        handler=handlers.escalate,
+        notify=Notify("escalated", ("owner",)),
+    ),
+    Action(
+        "withdraw",
+        (S.SUBMITTED, S.TRIAGE, *_WORK),
+        S.WITHDRAWN,
+        permission="tickets.withdraw",
+        scope=("resident",),
+        body=NoteBody.parse,
+        load="drop",
+        stamp="closed_at",
+        notify=Notify("withdrawn", ("previous_assignee",), unaddressed=False),
+    ),
+    Action(
+        "reject",
+        (S.SUBMITTED, S.TRIAGE, S.ASSIGNED),
+        S.REJECTED,
+        permission="requests.reject",
+        scope=STAFF,
+        body=ReasonBody.parse,
+        load="drop",
+        stamp="closed_at",
+    ),
+    Action(
+        "mark_duplicate",
+        (S.SUBMITTED, S.TRIAGE, S.ASSIGNED),
+        S.DUPLICATE,
+        permission="requests.mark_duplicate",
+        scope=STAFF,
+        body=DuplicateBody.parse,
+        load="drop",
+        handler=handlers.mark_duplicate,
+        stamp="closed_at",
+    ),
+    # publishing a redraw moves open requests to the new grid rows (layers.drafts)
+    Action("rehome", _NOT_FINISHED, SAME, listed=False),
+)
+
+MACHINE = StateMachine("requests", tuple(s.value for s in Status), ACTIONS_TABLE)
+
+# The workflow actions people perform on a request by id: POST /requests/<id>/<action>.
+REQUEST_ACTIONS = tuple(
+    a.name for a in ACTIONS_TABLE if a.permission and a.permission.startswith("requests.")
+)
+
+# action -> (statuses it may start from, status it leads to), for readers of the old shape
 TRANSITIONS: dict[str, tuple[tuple[Status, ...], Status]] = {
-    "assign": ((S.SUBMITTED, S.TRIAGE), S.ASSIGNED),
-    "triage": ((S.SUBMITTED,), S.TRIAGE),
-    "claim": ((S.ASSIGNED,), S.CLAIMED),
-    "start": ((S.CLAIMED,), S.IN_PROGRESS),
-    "resolve": ((S.CLAIMED, S.IN_PROGRESS), S.RESOLVED),
-    "rate": ((S.RESOLVED,), S.RATED),
-    "close": ((S.RATED,), S.CLOSED),
-    "auto_close": ((S.RESOLVED,), S.CLOSED),
-    "reopen": ((S.RESOLVED, S.RATED), S.ASSIGNED),
-    "reassign": (_OPEN_WORK, S.ASSIGNED),
-    "escalate": ((S.TRIAGE, *_OPEN_WORK), S.ASSIGNED),
-    "withdraw": ((S.SUBMITTED, S.TRIAGE, *_OPEN_WORK), S.WITHDRAWN),
-    "reject": ((S.SUBMITTED, S.TRIAGE, S.ASSIGNED), S.REJECTED),
-    "mark_duplicate": ((S.SUBMITTED, S.TRIAGE, S.ASSIGNED), S.DUPLICATE),
+    a.name: (tuple(Status(s) for s in a.sources), Status(a.target))
+    for a in ACTIONS_TABLE
+    if a.target != SAME and START not in a.sources
 }
-
-TERMINAL = frozenset({S.CLOSED, S.REJECTED, S.DUPLICATE, S.WITHDRAWN})
-OPEN = frozenset(set(Status) - TERMINAL - {S.RESOLVED, S.RATED})
 
 
 def allowed_actions(status: Status | str) -> list[str]:
     """Actions legal from ``status``, in table order."""
-    st = Status(status)
-    return [action for action, (sources, _) in TRANSITIONS.items() if st in sources]
+    return MACHINE.allowed_actions(Status(status).value)
 
 
 def next_status(status: Status | str, action: str) -> Status | None:
     """The status ``action`` leads to from ``status``, or None when it is not allowed."""
-    sources, target = TRANSITIONS.get(action, ((), S.SUBMITTED))
-    return target if Status(status) in sources else None
+    target = MACHINE.next_status(Status(status).value, action)
+    return Status(target) if target is not None else None

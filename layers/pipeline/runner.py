@@ -1,0 +1,157 @@
+"""The one runner: performs any row of any action table, in the same order every time.
+
+1. the body is parsed by the row's schema (400 / 422: a malformed body is refused whoever
+   sends it);
+2. the actor must reach the entity in one of the row's ``scope`` ways (403 otherwise; the
+   system always may);
+3. the transition must be legal from the current state (409 ``illegal_transition`` naming
+   the allowed actions, or the row's ``taken`` code when someone else got there first);
+4. the declared load effect (taking or giving back a slot of the assignee's load, first, so
+   that a released volunteer counts as free to whatever the handler does next); the row's
+   handler with its own effects; the other declared effects (points, deadline, timestamp);
+   the entity's one event writer, which records the state change and the event; the outbox
+   rows; then any follow-up action the handler asked for (a low rating reopens), each
+   through this same runner.
+
+An entity kind (``EntityKind``) supplies how to load, reach, change and record its rows;
+``perform`` wraps the whole in one transaction over a row lock, so every action is atomic
+against every other.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from layers.db import unit_of_work
+from layers.errors import Conflict
+from layers.pipeline.machine import Action, StateMachine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    """One action being performed: what the handler, the effects and the writer share."""
+
+    action: Action
+    row: Any
+    actor: Any
+    access: Any
+    body: Any
+    now: datetime
+    from_status: str
+    to_status: str
+    options: dict[str, Any]
+    note: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    users: list[int] = field(default_factory=list)  # recipients found by the handler
+    volunteers: list[int] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)  # the row's values before the step
+    follow: list[tuple[str, Any, Any, str | None]] = field(default_factory=list)
+
+
+class EntityKind(Protocol):
+    """What the runner needs to know of one kind of entity (requests, wishes, bookings…)."""
+
+    machine: StateMachine
+
+    def load(self, session: Session, key: Any) -> Any: ...
+    def status(self, row: Any) -> str: ...
+    def access(self, session: Session, actor: Any, row: Any) -> Any: ...
+    def refuse(self, action: Action, access: Any) -> Exception: ...
+    def taken(self, row: Any) -> bool: ...
+    def snapshot(self, row: Any) -> dict[str, Any]: ...
+    def apply_load(self, session: Session, step: Step) -> None: ...
+    def apply(self, session: Session, step: Step) -> None: ...
+    def write(self, session: Session, step: Step) -> int: ...
+    def notify(self, session: Session, step: Step, event_id: int) -> None: ...
+
+
+_UNPARSED = object()
+
+
+def run(
+    kind: EntityKind,
+    session: Session,
+    row: Any,
+    name: str,
+    *,
+    actor: Any,
+    now: datetime,
+    body: dict[str, Any] | None = None,
+    parsed: Any = _UNPARSED,
+    note: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Step:
+    """Perform action ``name`` on ``row`` (already loaded and locked) inside the caller's
+    transaction; returns the step that was recorded."""
+    action = kind.machine.action(name)
+    if parsed is _UNPARSED:
+        parsed = action.body(body or {}) if action.body is not None else None
+    access = kind.access(session, actor, row)
+    if getattr(actor, "kind", None) != "system" and not (set(action.scope) & access.scopes):
+        raise kind.refuse(action, access)
+    status = kind.status(row)
+    target = kind.machine.next_status(status, name)
+    if target is None:
+        if action.taken is not None and kind.taken(row):
+            raise Conflict(action.taken, status=status)
+        kind.machine.require(status, name)
+    assert target is not None
+    step = Step(
+        action=action,
+        row=row,
+        actor=actor,
+        access=access,
+        body=parsed,
+        now=now,
+        from_status=status,
+        to_status=target,
+        options=options or {},
+        note=note if note is not None else getattr(parsed, "note", None),
+        before=kind.snapshot(row),
+    )
+    kind.apply_load(session, step)
+    if action.handler is not None:
+        action.handler(session, step)
+    kind.apply(session, step)
+    event_id = kind.write(session, step)
+    if action.notify is not None:
+        kind.notify(session, step, event_id)
+    for follow_name, follow_actor, follow_body, follow_note in step.follow:
+        run(
+            kind,
+            session,
+            row,
+            follow_name,
+            actor=follow_actor,
+            now=now,
+            parsed=follow_body,
+            note=follow_note,
+            options=step.options,
+        )
+    return step
+
+
+def perform(
+    kind: EntityKind,
+    session: Session,
+    key: Any,
+    name: str,
+    *,
+    actor: Any,
+    now: datetime,
+    body: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """Load and lock the entity ``key``, run action ``name`` on it and commit (all or
+    nothing); returns the row."""
+    with unit_of_work(session):
+        row = kind.load(session, key)
+        run(kind, session, row, name, actor=actor, now=now, body=body, options=options)
+    return row

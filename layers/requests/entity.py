@@ -1,0 +1,151 @@
+"""Requests as an entity of the generic runner: how to load, reach, change and record one.
+
+The declared effects of the action table are applied here, once for every action:
+- ``load``: ``take`` puts the actor (an offered volunteer) on the request and takes a slot
+  of their load (409 ``load_limit_reached`` when full); ``release`` gives the slot back
+  when the request stops being their open work; ``drop`` also clears the assignee;
+- ``points``: the ledger event's 正能量值 credited to the assignee (recorded in the event);
+- ``deadline``: ``level`` starts a new deadline for the owning level (DESIGN §3);
+- ``stamp``: ``resolved_at`` / ``closed_at`` set to now.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from layers.errors import Conflict, Forbidden, NotFound
+from layers.pipeline.machine import Action
+from layers.pipeline.runner import Step
+from layers.requests import events
+from layers.requests.access import Access, Actor, access_to
+from layers.requests.models import Request
+from layers.requests.recipients import outbox_rows, owner_people
+from layers.requests.rules import deadline_hours, points_for
+from layers.requests.schemas import ticket_hash, ticket_request_id
+from layers.requests.states import HOLDS_LOAD
+from layers.requests.workflow import MACHINE
+from layers.volunteers.models import Volunteer
+
+logger = logging.getLogger(__name__)
+
+
+def load_request(session: Session, request_id: int, *, lock: bool = True) -> Request:
+    req = session.get(Request, request_id, with_for_update=lock, populate_existing=True)
+    if req is None:
+        raise NotFound("unknown_request", id=request_id)
+    return req
+
+
+def new_deadline(req: Request, now: Any) -> Any:
+    return now + timedelta(hours=deadline_hours(req.category, req.owner_level))
+
+
+class RequestKind:
+    """The runner's view of a request (``layers.pipeline.runner.EntityKind``)."""
+
+    machine = MACHINE
+
+    def load(self, session: Session, key: int) -> Request:
+        return load_request(session, key)
+
+    def status(self, row: Request) -> str:
+        return row.status
+
+    def access(self, session: Session, actor: Actor, row: Request) -> Access:
+        return access_to(session, actor, row)
+
+    def refuse(self, action: Action, access: Access) -> Exception:
+        if "offered" in action.scope and access.volunteer_id is None:
+            return Forbidden("not_a_volunteer")
+        if "offered" in action.scope:
+            return Forbidden("not_offered")
+        return Forbidden("forbidden")
+
+    def taken(self, row: Request) -> bool:
+        return row.status in HOLDS_LOAD or row.assignee_id is not None
+
+    def snapshot(self, row: Request) -> dict[str, Any]:
+        return {"assignee_id": row.assignee_id, "owner_level": row.owner_level}
+
+    def apply_load(self, session: Session, step: Step) -> None:
+        req: Request = step.row
+        effect = step.action.load
+        if effect == "take":
+            req.assignee_id = step.access.volunteer_id
+            taken = session.execute(
+                update(Volunteer)
+                .where(
+                    Volunteer.id == req.assignee_id,
+                    Volunteer.active_load < Volunteer.load_limit,
+                    Volunteer.active,
+                )
+                .values(active_load=Volunteer.active_load + 1)
+                .returning(Volunteer.id)
+            ).first()
+            if taken is None:
+                raise Conflict("load_limit_reached")
+        elif effect in ("release", "drop"):
+            if req.assignee_id is not None and step.from_status in HOLDS_LOAD:
+                session.execute(
+                    update(Volunteer)
+                    .where(Volunteer.id == req.assignee_id)
+                    .values(active_load=text("greatest(active_load - 1, 0)"))
+                )
+            if effect == "drop":
+                req.assignee_id = None
+
+    def apply(self, session: Session, step: Step) -> None:
+        req: Request = step.row
+        action = step.action
+        if action.points is not None:
+            name = action.points if isinstance(action.points, str) else action.points(step.body)
+            pts = points_for(name) if req.assignee_id is not None else 0
+            step.data.update(volunteer_id=req.assignee_id, points=pts)
+            if pts:
+                session.execute(
+                    update(Volunteer)
+                    .where(Volunteer.id == req.assignee_id)
+                    .values(points=Volunteer.points + pts)
+                )
+        if action.deadline == "level":
+            req.deadline_at = new_deadline(req, step.now)
+            step.data["deadline"] = req.deadline_at.isoformat()
+        if action.stamp is not None:
+            setattr(req, action.stamp, step.now)
+
+    def write(self, session: Session, step: Step) -> int:
+        return events.write_step(session, step)
+
+    def notify(self, session: Session, step: Step, event_id: int) -> None:
+        req: Request = step.row
+        rule = step.action.notify
+        assert rule is not None
+        users, volunteers = list(step.users), list(step.volunteers)
+        if "owner" in rule.to:
+            users += owner_people(session, req.owner_level, req.grid_id, req.community_id)
+        if "previous_assignee" in rule.to:
+            volunteers.append(step.before["assignee_id"])
+        rows = outbox_rows(users, volunteers, unaddressed=rule.unaddressed)
+        if rows:
+            events.write_outbox(session, event_id, rule.kind, rows)
+
+
+REQUESTS = RequestKind()
+
+
+def load_by_ticket(session: Session, ticket: str, *, lock: bool) -> Request:
+    """The request a ticket opens: found by the id it names, opened only if the whole
+    ticket's hash matches (compared in constant time)."""
+    request_id = ticket_request_id(ticket) if isinstance(ticket, str) else None
+    if request_id is None:
+        raise NotFound("unknown_ticket")
+    req = session.get(Request, request_id, with_for_update=lock, populate_existing=True)
+    if req is None or not hmac.compare_digest(req.ticket_hash, ticket_hash(ticket)):
+        raise NotFound("unknown_ticket")
+    return req
