@@ -14,11 +14,12 @@ and ``request_events`` tables, on top of what is there, in ONE transaction:
 3. the rows are COPYed into a temporary table (numbers in binary COPY built by numpy, texts as
    text COPY), and two set-based statements write the requests and their event chains.
 
-Event chains follow the transition table of ``layers.requests.workflow`` (every step legal):
-``submit`` → ``assign`` (or ``triage``); resolved / closed ones go on with ``assign`` (triage
-only), ``claim``, ``resolve`` and either ``rate`` + ``close`` (a rating is given) or
-``auto_closed``; rejected / withdrawn ones end with ``reject`` / ``withdraw``. The request's
-status is its last event's ``to_status``. Claimant and staff of historical work are unknown,
+Event chains are paths through the action table of ``layers.requests.workflow``
+(``_history_chain``; the statuses and the SQL come from ``layers.requests.events.history_sql``,
+so every step is legal): ``submit`` → ``assign`` (or ``triage``); resolved / closed ones go on
+with ``assign`` (triage only), ``claim``, ``resolve`` and either ``rate`` + ``close`` (a rating
+is given) or ``auto_closed``; rejected / withdrawn ones end with ``reject`` / ``withdraw``.
+The request's status is its last event's ``to_status``. Claimant and staff of historical work are unknown,
 so those events are the system's and carry ``{"imported": true}``; no offers or notifications
 are written for history.
 
@@ -42,6 +43,7 @@ otherwise PostgreSQL checks them row by row (slower, same result).
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
@@ -57,9 +59,9 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers.catalogues import request_categories
 from geo.assign import GridIndex
 from geo.crs import to_wgs84
+from layers.catalogues import request_categories
 from layers.errors import BadRequest, Unprocessable
 from layers.importers.files import (
     _LAT_NAMES,
@@ -82,6 +84,7 @@ from layers.importers.service import (
     reference_boxes,
 )
 from layers.importers.store import temp_table
+from layers.requests.events import history_sql
 from layers.requests.schemas import MAX_TEXT_CHARS
 
 logger = logging.getLogger(__name__)
@@ -634,6 +637,55 @@ def _fk_triggers_skippable(session: Session) -> bool:
 
 _TS = "(timestamptz 'epoch' + {0} * interval '1 microsecond')"
 
+
+def _history_chain(kind: int, triaged: bool, rated: bool) -> list[str]:
+    """The actions a historical request of outcome ``kind`` went through (each legal in the
+    action table): submitted, then assigned (or triaged, and assigned if work followed)."""
+    chain = ["submit", "triage" if triaged else "assign"]
+    if kind in (RESOLVED, CLOSED):
+        chain += ["assign", "claim", "resolve"] if triaged else ["claim", "resolve"]
+    if kind == CLOSED:
+        chain += ["rate", "close"] if rated else ["auto_close"]
+    elif kind == REJECTED:
+        chain.append("reject")
+    elif kind == WITHDRAWN:
+        chain.append("withdraw")
+    return chain
+
+
+# When each event of a history happened and who acted (by event name; the system otherwise).
+_EVENT_AT = {
+    "submit": "ins.created_at",
+    "triage": "ins.created_at",
+    "assign": "ins.created_at",
+    "claim": "ins.created_at",
+    "resolve": "ins.resolved_at",
+    "rate": "ins.closed_at",
+    "close": "ins.closed_at",
+    "auto_closed": "ins.closed_at",
+    "reject": "ins.closed_at",
+    "withdraw": "ins.closed_at",
+}
+_EVENT_ACTOR = {"submit": "resident", "rate": "resident", "withdraw": "resident"}
+
+
+@functools.cache
+def _history_sql() -> tuple[str, str]:
+    """(status CASE over a staged row, INSERT of the events of CTE ``ins``) from the table."""
+    chains = {
+        (kind, triaged, rated): _history_chain(kind, triaged, rated)
+        for kind in (OPEN, RESOLVED, CLOSED, REJECTED, WITHDRAWN)
+        for triaged in (False, True)
+        for rated in (False, True)
+    }
+    return history_sql(
+        chains,
+        source_key=("kind", "grid_id = 0", "rating > 0"),
+        at_sql=_EVENT_AT,
+        actor_kind=_EVENT_ACTOR,
+    )
+
+
 _INSERT_SQL = """
 WITH src AS (
   SELECT s.*, t.category, t.text,
@@ -652,9 +704,7 @@ WITH src AS (
                         community_id, deadline_at, original_deadline_at, resolved_at,
                         closed_at, rating, source, geom, created_at, updated_at)
   SELECT number, 'imported:' || number, category, text,
-         CASE kind WHEN {OPEN} THEN CASE WHEN grid_id > 0 THEN 'assigned' ELSE 'triage' END
-                   WHEN {RESOLVED} THEN 'resolved' WHEN {CLOSED} THEN 'closed'
-                   WHEN {REJECTED} THEN 'rejected' ELSE 'withdrawn' END,
+         {status},
          CASE WHEN grid_id > 0 THEN 'grid' ELSE 'community' END,
          nullif(grid_id, 0), community_id,
          created_at + hours * interval '1 hour', created_at + hours * interval '1 hour',
@@ -665,36 +715,7 @@ WITH src AS (
   ORDER BY number
   RETURNING id, status, owner_level, grid_id, created_at, resolved_at, closed_at, rating
 ), ev AS (
-INSERT INTO request_events (request_id, at, actor_kind, action, from_status, to_status,
-                            owner_level, data)
-SELECT ins.id, e.at, e.actor_kind, e.action, e.from_status, e.to_status, ins.owner_level,
-       CAST(:data AS jsonb)
-FROM ins CROSS JOIN LATERAL (VALUES
-  (1, ins.created_at, 'resident', 'submit', NULL, 'submitted'),
-  (2, ins.created_at, 'system', CASE WHEN ins.grid_id IS NULL THEN 'triage' ELSE 'assign' END,
-      'submitted', CASE WHEN ins.grid_id IS NULL THEN 'triage' ELSE 'assigned' END),
-  (3, ins.created_at, 'system', 'assign', 'triage', 'assigned'),
-  (4, ins.created_at, 'system', 'claim', 'assigned', 'claimed'),
-  (5, ins.resolved_at, 'system', 'resolve', 'claimed', 'resolved'),
-  (6, ins.closed_at, 'resident', 'rate', 'resolved', 'rated'),
-  (7, ins.closed_at, 'system', 'close', 'rated', 'closed'),
-  (8, ins.closed_at, 'system', 'auto_closed', 'resolved', 'closed'),
-  (9, ins.closed_at, 'system', 'reject',
-      CASE WHEN ins.grid_id IS NULL THEN 'triage' ELSE 'assigned' END, 'rejected'),
-  (10, ins.closed_at, 'resident', 'withdraw',
-      CASE WHEN ins.grid_id IS NULL THEN 'triage' ELSE 'assigned' END, 'withdrawn')
-) AS e(step, at, actor_kind, action, from_status, to_status)
-WHERE CASE e.step
-  WHEN 1 THEN TRUE
-  WHEN 2 THEN TRUE
-  WHEN 3 THEN ins.grid_id IS NULL AND ins.resolved_at IS NOT NULL
-  WHEN 4 THEN ins.resolved_at IS NOT NULL
-  WHEN 5 THEN ins.resolved_at IS NOT NULL
-  WHEN 6 THEN ins.status = 'closed' AND ins.rating IS NOT NULL
-  WHEN 7 THEN ins.status = 'closed' AND ins.rating IS NOT NULL
-  WHEN 8 THEN ins.status = 'closed' AND ins.rating IS NULL
-  WHEN 9 THEN ins.status = 'rejected'
-  ELSE ins.status = 'withdrawn' END
+{events}
 RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS requests, (SELECT count(*) FROM ev) AS events
@@ -726,15 +747,14 @@ def _write(session: Session, rows: _Rows, rep: LayerReport, path: Path) -> dict[
     if skip_fk:
         session.execute(text("SET LOCAL session_replication_role = replica"))
     deadlines = ", ".join(f"('{code}', {hours})" for code, hours in _deadline_hours().items())
+    status_sql, events_sql = _history_sql()
     sql = _INSERT_SQL.format(
         created=_TS.format("s.created"),
         resolved=_TS.format("s.resolved"),
         closed=_TS.format("s.closed"),
         deadlines=deadlines,
-        OPEN=OPEN,
-        RESOLVED=RESOLVED,
-        CLOSED=CLOSED,
-        REJECTED=REJECTED,
+        status=status_sql,
+        events=events_sql,
     )
     t0 = time.perf_counter()
     # the number hashes float8 text: pin its format (shortest exact) for this transaction

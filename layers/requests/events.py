@@ -147,16 +147,25 @@ def history_sql(
     "triaged" and for "rated") giving the chain's final status; ``events_sql`` is the
     ``INSERT INTO request_events`` of every row of CTE ``ins`` (which returns id, status,
     owner_level, grid_id, rating and the times ``at_sql`` names per action), each chain's
-    events in order, with actors from ``actor_kind`` (default: the system)."""
-    keys = list(chains)
-    steps = {key: MACHINE.chain(chains[key]) for key in keys}
+    events in order, with actors from ``actor_kind`` (both keyed by event name; actor default: the system)."""
+    # keys whose chain does not depend on "rated" are tested without it
+    merged: dict[tuple[Any, bool, bool | None], Sequence[str]] = {}
+    for (outcome, triaged, rated), actions in chains.items():
+        other = chains.get((outcome, triaged, not rated))
+        key = (outcome, triaged, None if other == actions else rated)
+        merged[key] = actions
+    keys = list(merged)
+    if len(keys) > 30:
+        raise ValueError("history_sql: at most 30 kinds of chain (one bit each)")
+    steps = {key: MACHINE.chain(merged[key]) for key in keys}
     finals = {key: s[-1][2] for key, s in steps.items()}
     outcome_sql, triaged_sql, rated_sql = source_key
     status_sql = (
         "CASE "
         + " ".join(
             f"WHEN {outcome_sql} = {_sql_value(key[0])} AND ({triaged_sql}) = {key[1]}"
-            f" AND ({rated_sql}) = {key[2]} THEN {_sql_literal(finals[key])}"
+            + (f" AND ({rated_sql}) = {key[2]}" if key[2] is not None else "")
+            + f" THEN {_sql_literal(finals[key])}"
             for key in keys
         )
         + " END"
@@ -180,7 +189,8 @@ def history_sql(
         "CASE "
         + " ".join(
             f"WHEN ins.status = {_sql_literal(finals[key])} AND (ins.grid_id IS NULL) = {key[1]}"
-            f" AND (ins.rating IS NOT NULL) = {key[2]} THEN {bit}"
+            + (f" AND (ins.rating IS NOT NULL) = {key[2]}" if key[2] is not None else "")
+            + f" THEN {bit}"
             for bit, key in enumerate(keys)
         )
         + " END"
