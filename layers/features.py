@@ -23,8 +23,6 @@ from layers.auth.pii import mask_name, mask_phone
 from layers.bbox import BBox
 from layers.display_crs import bbox_to_wgs84, geometry_to_display
 from layers.errors import BadRequest, NotFound
-
-# LIVE_GRIDS is also re-exported from here for modules not yet moved to layers.grids.repo.
 from layers.grids.repo import LIVE_GRIDS, grid_at_point_sql, live_sql, subtree_sql
 
 logger = logging.getLogger(__name__)

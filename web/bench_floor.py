@@ -16,8 +16,7 @@ import os
 from flask import Blueprint, Flask, jsonify
 from sqlalchemy import text
 
-from layers.auth.permissions import ANONYMOUS, PERMISSIONS
-from layers.features import LIVE_GRIDS
+from layers.grids.repo import grid_at_point_sql
 from web.api import json_body
 from web.auth import policy
 from web.db import db_session
@@ -34,8 +33,7 @@ def enabled() -> bool:
 
 
 def register(app: Flask) -> None:
-    """Add the floor route and its permission row (anonymous) to ``app``."""
-    PERMISSIONS.setdefault(ACTION, {ANONYMOUS: "all"})
+    """Add the floor route to ``app`` (its permission row ``bench.floor`` is in the table)."""
     app.register_blueprint(bp)
     logger.warning("bench floor endpoint enabled (%s=1): POST /bench/floor", ENV)
 
@@ -66,10 +64,7 @@ def floor():
     lon, lat = float(body["lon"]), float(body["lat"])
     s = db_session()
     code = s.scalar(
-        text(
-            "SELECT g.code FROM grids g WHERE ST_Covers(g.geom, "
-            f"ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) AND {LIVE_GRIDS} ORDER BY g.code LIMIT 1"
-        ),
+        text(grid_at_point_sql("ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)", "g.code")),
         {"lon": lon, "lat": lat},
     )
     s.execute(

@@ -21,8 +21,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from layers.catalogues import request_categories
 from layers.bbox import parse_bbox
+from layers.catalogues import request_categories
 from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest, Forbidden, RateLimited
 from layers.requests import metrics as metrics_service

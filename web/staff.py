@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 
+from layers.auth.permissions import can_hand_off, inbox_levels
 from layers.display_crs import parse_display_crs
 from layers.requests import export
 from layers.requests.workflow import OPEN
@@ -38,14 +39,6 @@ from web.requests_api import METRICS_PERIOD_DAYS, caller_metrics, metrics_period
 logger = logging.getLogger(__name__)
 bp = Blueprint("staff", __name__)
 
-# whose inbox holds which owner levels (DESIGN §3: escalation goes grid → … → district)
-INBOX_LEVELS: dict[str, tuple[str, ...]] = {
-    "community_staff": ("community",),
-    "street_staff": ("street",),
-    "admin": ("community", "street", "district"),
-    "planner": ("community", "street", "district"),
-}
-ACTING_ROLES = frozenset({"admin", "street_staff", "community_staff"})
 # actions the inbox offers (the API still decides; claim is the volunteer's alone)
 INBOX_ACTIONS = ("assign", "reassign", "escalate", "reject", "mark_duplicate", "resolve", "reopen")
 DASHBOARD_METRICS = ("open_backlog", "on_time_rate", "mean_rating", "coverage")
@@ -83,8 +76,8 @@ def inbox():
     outline = export.scope_outline(session=session, grant=g.grant)
     ui = strings(lang)
     roles = current_principal().roles
-    levels = sorted({lv for r in roles for lv in INBOX_LEVELS.get(r, ())})
-    can_act = bool(roles & ACTING_ROLES)
+    levels = inbox_levels(roles)
+    can_act = can_hand_off(roles)
     m = layers_map(
         bounds=outline.bounds or data_bounds(session),
         settings=settings,

@@ -99,7 +99,30 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     # the planner map (web/planner.py) and the grids of any past generation it compares
     "pages.planner": {"planner": "all", "admin": "all"},
     "generations.read": {"planner": "all", "admin": "all"},
+    # the intake bench's floor endpoint (web/bench_floor.py): routed only when
+    # MINQING_BENCH_FLOOR=1, never in production
+    "bench.floor": {ANONYMOUS: "all"},
 }
+
+# Whose staff inbox holds which owner levels (DESIGN §3: escalation goes grid → … → district).
+INBOX_LEVELS: dict[str, tuple[str, ...]] = {
+    "community_staff": ("community",),
+    "street_staff": ("street",),
+    "admin": ("community", "street", "district"),
+    "planner": ("community", "street", "district"),
+}
+
+
+def inbox_levels(roles: frozenset[str]) -> list[str]:
+    """The owner levels a staff inbox of ``roles`` holds."""
+    return sorted({lv for r in roles for lv in INBOX_LEVELS.get(r, ())})
+
+
+def can_hand_off(roles: frozenset[str]) -> bool:
+    """Whether ``roles`` may send triaged work to a grid (the inbox's acting roles): read
+    from the ``requests.assign`` row, not listed again."""
+    return bool(roles & set(PERMISSIONS["requests.assign"]))
+
 
 # Who sees names and phones unmasked (DESIGN: the assignee, the grid's leader, staff above).
 PII_VISIBLE_ROLES = frozenset({"admin", "street_staff", "community_staff", "grid_leader"})

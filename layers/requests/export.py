@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from geo.crs import from_wgs84
 from layers.auth.permissions import Grant
 from layers.grids.repo import LIVE_GRIDS, subtree_sql
-from layers.requests.service import Actor, scope_sql
+from layers.requests.access import Actor, scope_sql
 from layers.requests.workflow import Status
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.errors import BadRequest
+from layers.requests.access import scope_sql
 from layers.requests.workflow import OPEN, Status
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,6 @@ def scoped_metrics(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """DESIGN §3 metrics rows restricted to the actor's staff scope (a service ``Actor``)."""
-    from layers.requests.service import scope_sql  # the service imports nothing from here
-
     staff, _own, params = scope_sql(session, actor)
     return compute_metrics(
         session=session,

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from geo.validation import UtmProjector
 from tests.drafts.conftest import COMMUNITY, community_geom, live_grids, split_line_through
 from tests.drafts.test_drafts_api import codes_of, edit, grids_of, open_draft
-from tests.factories import request_row, volunteer
+from tests.factories import forge_status, request_row, volunteer
 
 NUMBERS_TO_CODES = (
     "SELECT r.number, g.code FROM requests r JOIN grids g ON g.id = r.grid_id"
@@ -41,7 +41,7 @@ def test_publish_rehomes_open_requests_keeps_closed_ones_and_undo_restores(
 ):
     # this test counts re-homed requests exactly: set the demo's replayed history aside
     # (test setup only, rolled back afterwards)
-    session.execute(text("UPDATE requests SET status = 'closed' WHERE source = 'replay'"))
+    forge_status(session, "UPDATE requests SET status = 'closed' WHERE source = 'replay'")
     community = _ids(session)
     old_id = live_grids(session)[TARGET][0]
     leader_id = session.scalar(text("SELECT id FROM users WHERE username = 'leader1'"))

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from layers.requests.schemas import parse_intake
 from layers.requests.service import ACTIONS, submit_request
-from tests.factories import X0, Y0, token
+from tests.factories import X0, Y0, forge_status, token
 from tests.pipeline.conftest import CENTRE
 
 ROLES = (
@@ -68,8 +68,9 @@ def _fresh(session, world, action: str) -> int:
     body = {"lon": lon, "lat": lat, "category": "elderly_care", "text": f"{action} test"}
     rid = submit_request(session=session, intake=parse_intake(body)).request_id
     if action in STATE:
-        session.execute(
-            text("UPDATE requests SET status = :s, assignee_id = :v WHERE id = :i"),
+        forge_status(
+            session,
+            "UPDATE requests SET status = :s, assignee_id = :v WHERE id = :i",
             {"s": STATE[action], "v": world.volunteers["near"].id, "i": rid},
         )
     return rid

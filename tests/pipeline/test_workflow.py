@@ -9,7 +9,7 @@ from sqlalchemy import text
 from layers.requests.rules import escalation_deadline_hours, points_for
 from layers.requests.service import run_escalations
 from layers.requests.workflow import allowed_actions
-from tests.factories import X0, Y0, token
+from tests.factories import X0, Y0, forge_status, token
 from tests.pipeline.conftest import request_events, submit
 
 
@@ -187,8 +187,9 @@ def test_deadline_job_escalates_once_and_auto_closes(client, session, world) -> 
     overdue = submit(client).get_json()["id"]
     done = submit(client, category="housing").get_json()["id"]
     admin = token(client, world.users["admin"])
-    session.execute(
-        text("UPDATE requests SET status = 'resolved', resolved_at = now() WHERE id = :i"),
+    forge_status(
+        session,
+        "UPDATE requests SET status = 'resolved', resolved_at = now() WHERE id = :i",
         {"i": done},
     )
     later = datetime.now(UTC) + timedelta(hours=49)  # elderly_care deadline is 48 h
