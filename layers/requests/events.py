@@ -160,15 +160,10 @@ def history_sql(
     steps = {key: MACHINE.chain(merged[key]) for key in keys}
     finals = {key: s[-1][2] for key, s in steps.items()}
     outcome_sql, triaged_sql, rated_sql = source_key
-    status_sql = (
-        "CASE "
-        + " ".join(
-            f"WHEN {outcome_sql} = {_sql_value(key[0])} AND ({triaged_sql}) = {key[1]}"
-            + (f" AND ({rated_sql}) = {key[2]}" if key[2] is not None else "")
-            + f" THEN {_sql_literal(finals[key])}"
-            for key in keys
-        )
-        + " END"
+    status_sql = _case(
+        [(f"{outcome_sql} = {_sql_value(k[0])}", triaged_sql, rated_sql) for k in keys],
+        keys,
+        [_sql_literal(finals[k]) for k in keys],
     )
     # one order of all distinct steps that keeps every chain's order
     order: TopologicalSorter = TopologicalSorter()
@@ -185,15 +180,17 @@ def history_sql(
         for item in order.static_order()
         for action, from_s, to_s in [item]
     )
-    chain_of = (
-        "CASE "
-        + " ".join(
-            f"WHEN ins.status = {_sql_literal(finals[key])} AND (ins.grid_id IS NULL) = {key[1]}"
-            + (f" AND (ins.rating IS NOT NULL) = {key[2]}" if key[2] is not None else "")
-            + f" THEN {bit}"
-            for bit, key in enumerate(keys)
-        )
-        + " END"
+    chain_of = _case(
+        [
+            (
+                f"ins.status = {_sql_literal(finals[k])}",
+                "ins.grid_id IS NULL",
+                "ins.rating IS NOT NULL",
+            )
+            for k in keys
+        ],
+        keys,
+        [str(bit) for bit in range(len(keys))],
     )
     events_sql = (
         f"INSERT INTO request_events ({_EVENT_COLUMNS})"
@@ -205,6 +202,22 @@ def history_sql(
         " WHERE (e.mask >> k.bit) & 1 = 1"
     )
     return status_sql, events_sql
+
+
+def _case(
+    tests: Sequence[tuple[str, str, str]],
+    keys: Sequence[tuple[Any, bool, bool | None]],
+    results: Sequence[str],
+) -> str:
+    """CASE choosing ``results[i]`` where test ``(first, triaged, rated)`` holds for key i
+    (a key's ``rated`` of None: not tested)."""
+    whens = [
+        f"WHEN {first} AND ({triaged}) = {key[1]}"
+        + (f" AND ({rated}) = {key[2]}" if key[2] is not None else "")
+        + f" THEN {result}"
+        for (first, triaged, rated), key, result in zip(tests, keys, results, strict=True)
+    ]
+    return "CASE " + " ".join(whens) + " END"
 
 
 def _sql_value(value: Any) -> str:
