@@ -1,0 +1,181 @@
+"""The generic runner over a toy entity (a wish kept in memory): no database, no requests.
+
+Shows the runner is generic over the entity and pins its order: body, scope, legality
+(or ``taken``), load, handler, effects, write, outbox, follow-ups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from layers.errors import BadRequest, Conflict, Forbidden
+from layers.pipeline.machine import SAME, START, Action, Notify, StateMachine
+from layers.pipeline.runner import Step, run
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Wish:
+    status: str = "open"
+    holder: str | None = None
+    log: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    outbox: list[tuple[str, list[str]]] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Reach:
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Thanks:
+    note: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Thanks:
+        if not isinstance(body.get("note"), str):
+            raise BadRequest("missing_field", field="note")
+        return cls(body["note"])
+
+
+def _claim(session: Any, step: Step) -> None:
+    step.row.trace.append("handler")
+
+
+def _fulfil(session: Any, step: Step) -> None:
+    step.follow.append(("archive", Actor("system"), None, "auto"))
+
+
+MACHINE = StateMachine(
+    "wishes",
+    ("open", "claimed", "fulfilled", "archived"),
+    (
+        Action("post", (START,), "open", listed=False),
+        Action("claim", ("open",), "claimed", scope=("member",), handler=_claim, taken="taken"),
+        Action(
+            "fulfil",
+            ("claimed",),
+            "fulfilled",
+            scope=("holder",),
+            body=Thanks.parse,
+            handler=_fulfil,
+            notify=Notify("fulfilled", ("poster",)),
+        ),
+        Action("comment", ("open", "claimed"), SAME, scope=("member", "holder")),
+        Action("archive", ("fulfilled",), "archived"),
+    ),
+)
+
+
+class WishKind:
+    machine = MACHINE
+
+    def load(self, session: Any, key: Any) -> Wish:
+        return key
+
+    def status(self, row: Wish) -> str:
+        return row.status
+
+    def access(self, session: Any, actor: Actor, row: Wish) -> Reach:
+        scopes = {"member"} if actor.kind == "member" else set()
+        if row.holder is not None and actor.name == row.holder:
+            scopes.add("holder")
+        return Reach(frozenset(scopes))
+
+    def refuse(self, action: Action, access: Reach) -> Exception:
+        return Forbidden("forbidden")
+
+    def taken(self, row: Wish) -> bool:
+        return row.holder is not None
+
+    def snapshot(self, row: Wish) -> dict[str, Any]:
+        return {"holder": row.holder}
+
+    def apply_load(self, session: Any, step: Step) -> None:
+        if step.action.name == "claim":
+            step.row.holder = step.actor.name
+        step.row.trace.append("load")
+
+    def apply(self, session: Any, step: Step) -> None:
+        step.row.trace.append("effects")
+
+    def write(self, session: Any, step: Step) -> int:
+        step.row.status = step.to_status
+        step.row.log.append((step.action.event_name, step.from_status, step.to_status, step.note))
+        step.row.trace.append("write")
+        return len(step.row.log)
+
+    def notify(self, session: Any, step: Step, event_id: int) -> None:
+        step.row.outbox.append((step.action.notify.kind, list(step.action.notify.to)))
+
+
+KIND = WishKind()
+MEMBER = Actor("member", "li")
+
+
+def test_an_action_runs_load_handler_effects_then_write_in_that_order() -> None:
+    wish = Wish()
+    step = run(KIND, None, wish, "claim", actor=MEMBER, now=NOW)
+    assert (step.from_status, step.to_status) == ("open", "claimed")
+    assert wish.trace == ["load", "handler", "effects", "write"]
+    assert wish.log == [("claim", "open", "claimed", None)] and wish.holder == "li"
+
+
+def test_out_of_scope_is_403_and_nothing_is_written() -> None:
+    wish = Wish()
+    with pytest.raises(Forbidden):
+        run(KIND, None, wish, "claim", actor=Actor("resident"), now=NOW)
+    assert wish.log == [] and wish.status == "open"
+
+
+def test_a_bad_body_is_400_even_before_scope() -> None:
+    wish = Wish(status="claimed", holder="li")
+    with pytest.raises(BadRequest):
+        run(KIND, None, wish, "fulfil", actor=Actor("resident"), now=NOW, body={})
+
+
+def test_second_claim_gets_the_taken_code_and_an_illegal_one_names_the_allowed() -> None:
+    wish = Wish()
+    run(KIND, None, wish, "claim", actor=MEMBER, now=NOW)
+    with pytest.raises(Conflict) as taken:
+        run(KIND, None, wish, "claim", actor=Actor("member", "wang"), now=NOW)
+    assert taken.value.code == "taken"
+    done = Wish(status="archived")
+    with pytest.raises(Conflict) as illegal:
+        run(KIND, None, done, "comment", actor=MEMBER, now=NOW)
+    assert illegal.value.code == "illegal_transition"
+    assert illegal.value.details["allowed"] == []
+
+
+def test_same_state_action_and_follow_ups_are_recorded_through_the_runner() -> None:
+    wish = Wish()
+    run(KIND, None, wish, "comment", actor=MEMBER, now=NOW)
+    run(KIND, None, wish, "claim", actor=MEMBER, now=NOW)
+    run(KIND, None, wish, "fulfil", actor=Actor("member", "li"), now=NOW, body={"note": "谢谢"})
+    assert [e[:3] for e in wish.log] == [
+        ("comment", "open", "open"),
+        ("claim", "open", "claimed"),
+        ("fulfil", "claimed", "fulfilled"),
+        ("archive", "fulfilled", "archived"),
+    ]
+    assert wish.log[2][3] == "谢谢" and wish.log[3][3] == "auto"
+    assert wish.outbox == [("fulfilled", ["poster"])]
+    assert wish.status == "archived"
+
+
+def test_the_system_is_always_in_scope() -> None:
+    wish = Wish(status="fulfilled")
+    run(KIND, None, wish, "archive", actor=Actor("system"), now=NOW)
+    assert wish.status == "archived"
