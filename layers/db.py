@@ -127,10 +127,23 @@ def single_statement_writes(session: Session) -> Iterator[None]:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the schema at ``url`` to ``revision``."""
+    """Upgrade the schema at ``url`` to ``revision``, then copy the action tables' allowed
+    transitions into ``pipeline_transitions`` (when the schema has it: migration 0007), so
+    that a new row in an action table needs no migration. The copy is one statement per
+    machine on one short connection, and writes nothing when nothing changed."""
     from alembic import command
+    from sqlalchemy.pool import NullPool
+
+    from layers.pipeline import reference
 
     command.upgrade(alembic_config(url), revision)
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": reference.TABLE}):
+                reference.sync(conn, reference.machines())
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, revision: str = "base") -> None:
