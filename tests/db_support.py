@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_INPUTS = (
     "layers/migrations",
+    "layers/pipeline",  # the action tables fill pipeline_transitions (migration 0007)
+    "layers/requests/workflow.py",
+    "layers/requests/states.py",
     "data",
     "layers/importers",
     "geo/partition.py",

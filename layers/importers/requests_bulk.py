@@ -669,9 +669,32 @@ _EVENT_AT = {
 _EVENT_ACTOR = {"submit": "resident", "rate": "resident", "withdraw": "resident"}
 
 
+# The request columns of a new row of CTE ``fresh`` (its status comes from its chain).
+_REQUEST_COLUMNS = {
+    "number": "number",
+    "ticket_hash": "'imported:' || number",
+    "category": "category",
+    "text": "text",
+    "owner_level": "CASE WHEN grid_id > 0 THEN 'grid' ELSE 'community' END",
+    "grid_id": "nullif(grid_id, 0)",
+    "community_id": "community_id",
+    "deadline_at": "created_at + hours * interval '1 hour'",
+    "original_deadline_at": "created_at + hours * interval '1 hour'",
+    "resolved_at": "resolved_at",
+    "closed_at": "closed_at",
+    "rating": "nullif(rating, 0)",
+    "source": ":source",
+    "geom": "ST_SetSRID(ST_MakePoint(lon, lat), 4326)",
+    "created_at": "created_at",
+    "updated_at": (
+        "greatest(created_at, coalesce(resolved_at, created_at), coalesce(closed_at, created_at))"
+    ),
+}
+
+
 @functools.cache
-def _history_sql() -> tuple[str, str]:
-    """(status CASE over a staged row, INSERT of the events of CTE ``ins``) from the table."""
+def _history_sql() -> str:
+    """The ``ins`` and ``ev`` CTEs writing the new rows of ``fresh`` and their events."""
     chains = {
         (kind, triaged, rated): _history_chain(kind, triaged, rated)
         for kind in (OPEN, RESOLVED, CLOSED, REJECTED, WITHDRAWN)
@@ -680,6 +703,9 @@ def _history_sql() -> tuple[str, str]:
     }
     return history_sql(
         chains,
+        source="fresh",
+        columns=_REQUEST_COLUMNS,
+        order_by="number",
         source_key=("kind", "grid_id = 0", "rating > 0"),
         at_sql=_EVENT_AT,
         actor_kind=_EVENT_ACTOR,
@@ -699,25 +725,7 @@ WITH src AS (
 ), fresh AS (
   SELECT src.*, d.hours FROM src JOIN (VALUES {deadlines}) d(category, hours) USING (category)
   WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.number = src.number)
-), ins AS (
-  INSERT INTO requests (number, ticket_hash, category, text, status, owner_level, grid_id,
-                        community_id, deadline_at, original_deadline_at, resolved_at,
-                        closed_at, rating, source, geom, created_at, updated_at)
-  SELECT number, 'imported:' || number, category, text,
-         {status},
-         CASE WHEN grid_id > 0 THEN 'grid' ELSE 'community' END,
-         nullif(grid_id, 0), community_id,
-         created_at + hours * interval '1 hour', created_at + hours * interval '1 hour',
-         resolved_at, closed_at, nullif(rating, 0), :source,
-         ST_SetSRID(ST_MakePoint(lon, lat), 4326), created_at,
-         greatest(created_at, coalesce(resolved_at, created_at), coalesce(closed_at, created_at))
-  FROM fresh
-  ORDER BY number
-  RETURNING id, status, owner_level, grid_id, created_at, resolved_at, closed_at, rating
-), ev AS (
-{events}
-RETURNING 1
-)
+), {history}
 SELECT (SELECT count(*) FROM ins) AS requests, (SELECT count(*) FROM ev) AS events
 """
 
@@ -747,14 +755,12 @@ def _write(session: Session, rows: _Rows, rep: LayerReport, path: Path) -> dict[
     if skip_fk:
         session.execute(text("SET LOCAL session_replication_role = replica"))
     deadlines = ", ".join(f"('{code}', {hours})" for code, hours in _deadline_hours().items())
-    status_sql, events_sql = _history_sql()
     sql = _INSERT_SQL.format(
         created=_TS.format("s.created"),
         resolved=_TS.format("s.resolved"),
         closed=_TS.format("s.closed"),
         deadlines=deadlines,
-        status=status_sql,
-        events=events_sql,
+        history=_history_sql(),
     )
     t0 = time.perf_counter()
     # the number hashes float8 text: pin its format (shortest exact) for this transaction

@@ -134,20 +134,23 @@ def _sql_literal(value: str | None) -> str:
 def history_sql(
     chains: Mapping[tuple[Any, bool, bool], Sequence[str]],
     *,
+    source: str,
+    columns: Mapping[str, str],
+    order_by: str,
     source_key: tuple[str, str, str],
     at_sql: Mapping[str, str],
     actor_kind: Mapping[str, str],
     data_param: str = ":data",
-) -> tuple[str, str]:
-    """SQL for a set-based import of finished or open history.
+) -> str:
+    """Two CTEs, ``ins`` and ``ev``, that write imported history set-based: the requests of
+    CTE ``source`` (``columns``: request column -> SQL over a source row; the status is
+    added here) in ``order_by`` order, and every request's chain of events.
 
     ``chains`` maps (outcome, triaged, rated) to the actions a request of that kind went
-    through (each step legal in the table). Returns (``status_sql``, ``events_sql``):
-    ``status_sql`` is a CASE over the source row (``source_key``: SQL for its outcome, for
-    "triaged" and for "rated") giving the chain's final status; ``events_sql`` is the
-    ``INSERT INTO request_events`` of every row of CTE ``ins`` (which returns id, status,
-    owner_level, grid_id, rating and the times ``at_sql`` names per action), each chain's
-    events in order, with actors from ``actor_kind`` (both keyed by event name; actor default: the system)."""
+    through (each step legal in the table); ``source_key`` is the SQL of those three over a
+    source row. The status is the chain's last; each chain's events are written in order at
+    the times ``at_sql`` gives (SQL over ``ins``), by the actors of ``actor_kind`` (both keyed
+    by event name; actor default: the system)."""
     # keys whose chain does not depend on "rated" are tested without it
     merged: dict[tuple[Any, bool, bool | None], Sequence[str]] = {}
     for (outcome, triaged, rated), actions in chains.items():
@@ -192,16 +195,23 @@ def history_sql(
         keys,
         [str(bit) for bit in range(len(keys))],
     )
+    returning = {"id", "status", "owner_level", "grid_id", "rating"}
+    returning |= {sql.removeprefix("ins.") for sql in at_sql.values()}
+    insert_sql = (
+        f"ins AS (INSERT INTO requests ({', '.join(columns)}, status)"
+        f" SELECT {', '.join(columns.values())}, {status_sql} FROM {source}"
+        f" ORDER BY {order_by} RETURNING {', '.join(sorted(returning))})"
+    )
     events_sql = (
-        f"INSERT INTO request_events ({_EVENT_COLUMNS})"
+        f"ev AS (INSERT INTO request_events ({_EVENT_COLUMNS})"
         " SELECT ins.id, e.at, NULL, e.actor_kind, e.action, e.from_status, e.to_status,"
         f" ins.owner_level, NULL, CAST({data_param} AS jsonb)"
         f" FROM ins CROSS JOIN LATERAL (SELECT {chain_of} AS bit) k"
         f" CROSS JOIN LATERAL (VALUES\n  {values}\n)"
         " AS e(action, from_status, to_status, at, actor_kind, mask)"
-        " WHERE (e.mask >> k.bit) & 1 = 1"
+        " WHERE (e.mask >> k.bit) & 1 = 1 RETURNING 1)"
     )
-    return status_sql, events_sql
+    return f"{insert_sql},\n{events_sql}"
 
 
 def _case(

@@ -96,7 +96,7 @@ def test_building_code_is_immutable_and_events_append_only(session) -> None:
     session.execute(
         text(
             "INSERT INTO request_events (request_id, actor_kind, action, to_status)"
-            " SELECT id, 'system', 'submit', 'triage' FROM requests WHERE number = 'T1'"
+            " SELECT id, 'system', 'submit', 'submitted' FROM requests WHERE number = 'T1'"
         )
     )
     with pytest.raises(DBAPIError, match="append-only"):

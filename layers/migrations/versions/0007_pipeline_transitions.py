@@ -25,7 +25,8 @@ not allow (issue 13):
   requests (intake, bulk import) are not checked here: their first events are.
 
 Both are ENABLE ALWAYS: the bulk import sets ``session_replication_role = replica`` to skip
-the foreign-key triggers, which silently skips every ordinary trigger too. Both raise
+the foreign-key triggers, which silently skips every ordinary trigger too; the append-only
+guards of the event log and the audit log become ENABLE ALWAYS for the same reason. Both raise
 ``check_violation`` naming the offending action, states and request.
 
 Rows already in ``request_events`` are not checked; the guard applies to what is written
@@ -103,6 +104,13 @@ ALTER TABLE requests ENABLE ALWAYS TRIGGER {STATUS_GUARD};
 """
 
 
+# The append-only guards of 0001 / 0002 fire under session_replication_role = replica too.
+APPEND_ONLY = (
+    ("request_events", "request_events_append_only"),
+    ("audit_log", "audit_log_append_only"),
+)
+
+
 def upgrade() -> None:
     op.create_table(
         TABLE,
@@ -119,9 +127,13 @@ def upgrade() -> None:
     )
     reference.sync(op.get_bind(), reference.machines())
     op.execute(TRIGGERS)
+    for table, trigger in APPEND_ONLY:
+        op.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
 
 
 def downgrade() -> None:
+    for table, trigger in APPEND_ONLY:
+        op.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
     for table, name, fn in (
         ("requests", STATUS_GUARD, "minqing_requests_status_transition_guard"),
         ("request_events", EVENTS_GUARD, "minqing_request_events_transition_guard"),
