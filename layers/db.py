@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import layers.models  # noqa: F401  (every mapper registered before any session flushes)
 from layers.errors import ServiceUnavailable
+from layers.machines import MACHINES
+from layers.pipeline import reference
 
 logger = logging.getLogger(__name__)
 
@@ -97,35 +99,6 @@ def alembic_config(url: str):  # -> alembic.config.Config
     return cfg
 
 
-@contextmanager
-def unit_of_work(session: Session) -> Iterator[None]:
-    """Each service call owns its transaction: commit on success, roll back on any error."""
-    try:
-        yield
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-
-
-@contextmanager
-def single_statement_writes(session: Session) -> Iterator[None]:
-    """For work whose writes are ONE statement: run without BEGIN / COMMIT round trips (the
-    statement is its own transaction, atomic as any), when the session has not started a
-    transaction on an engine of its own; otherwise (tests binding a session to an outer
-    transaction, a caller mid-transaction) as a unit of work. Closes the session after an
-    autocommit run (giving the connection back with its isolation level reset)."""
-    if session.in_transaction() or not isinstance(session.get_bind(), Engine):
-        with unit_of_work(session):
-            yield
-        return
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    try:
-        yield
-    finally:
-        session.close()
-
-
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the schema at ``url`` to ``revision``, then copy the action tables' allowed
     transitions into ``pipeline_transitions`` (when the schema has it: migration 0007), so
@@ -134,14 +107,12 @@ def migrate(url: str, revision: str = "head") -> None:
     from alembic import command
     from sqlalchemy.pool import NullPool
 
-    from layers.pipeline import reference
-
     command.upgrade(alembic_config(url), revision)
     engine = make_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
             if conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": reference.TABLE}):
-                reference.sync(conn, reference.machines())
+                reference.sync(conn, MACHINES)
     finally:
         engine.dispose()
 

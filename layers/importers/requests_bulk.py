@@ -63,6 +63,7 @@ from geo.assign import GridIndex
 from geo.crs import to_wgs84
 from layers.catalogues import request_categories
 from layers.errors import BadRequest, Unprocessable
+from layers.grids.repo import live_sql
 from layers.importers.files import (
     _LAT_NAMES,
     _LON_NAMES,
@@ -499,9 +500,7 @@ def _assign(session: Session, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndar
     rows = session.execute(
         text(
             "SELECT id, code, community_id, ST_AsBinary(geom) FROM grids "
-            "WHERE generation_low <= (SELECT coalesce(max(id), 0) FROM generations) "
-            "AND (generation_high IS NULL OR generation_high > "
-            "(SELECT coalesce(max(id), 0) FROM generations)) ORDER BY code, id"
+            f"WHERE {live_sql('')} ORDER BY code, id"
         )
     ).all()
     grid_id = np.zeros(len(lon), dtype=np.int64)

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 SAME = "<same>"  # target of an action that keeps the state (a reply, a re-homing)
 START = None  # the "from" state of the action that creates an entity
+DEADLINES = ("level",)  # the declared deadline effects an entity kind applies
+LOADS = ("take", "release", "drop")  # the declared load effects
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Action:
     - ``scope``: how an actor must reach the entity (e.g. ``staff``, ``assignee``,
       ``offered``, ``resident``); the system is always in scope;
     - ``body``: parses the request body into the handler's input (raises 400 / 422);
+    - ``check``: looks up what the action needs before the transition is tried (422 for a
+      grid or volunteer that does not exist, say), leaving it in ``step.found``;
     - ``deadline``: ``None`` keeps it, ``"level"`` starts a new one for the owning level;
     - ``load``: ``"take"`` a slot of the assignee's load, ``"release"`` it, ``"drop"`` it and
       clear the assignee;
@@ -64,6 +68,7 @@ class Action:
     permission: str | None = None
     scope: tuple[str, ...] = ()
     body: Callable[[dict[str, Any]], Any] | None = None
+    check: Callable[..., None] | None = None
     deadline: str | None = None
     load: str | None = None
     points: str | Callable[[Any], str] | None = None
@@ -73,6 +78,19 @@ class Action:
     handler: Callable[..., None] | None = None
     taken: str | None = None
     listed: bool = True
+
+    def __post_init__(self) -> None:
+        for column, value, allowed in (
+            ("deadline", self.deadline, DEADLINES),
+            ("load", self.load, LOADS),
+        ):
+            if value is not None and value not in allowed:
+                raise ValueError(f"{self.name}.{column}: {value!r} is not one of {allowed}")
+        # states as plain strings (enum members compare equal but would leak into rows)
+        object.__setattr__(
+            self, "sources", tuple(None if s is START else str(s) for s in self.sources)
+        )
+        object.__setattr__(self, "target", str(self.target))
 
     @property
     def event_name(self) -> str:

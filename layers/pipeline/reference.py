@@ -6,8 +6,9 @@ creates the entity). Triggers of migration 0007 refuse any ``request_events`` ro
 change of ``requests.status`` the table does not list, whoever writes it: the code's writers,
 a bulk load under ``session_replication_role = replica``, or someone at a psql prompt.
 
-The code is the source of truth: migration 0007 fills the table and ``layers.db.migrate``
-re-syncs it after every upgrade, so adding a row to an action table needs no new migration.
+The code is the source of truth: migration 0007 filled the table with the triples of its day
+and ``layers.db.migrate`` re-syncs it from ``layers.machines.MACHINES`` after every upgrade,
+so adding a row to an action table needs no new migration.
 """
 
 from __future__ import annotations
@@ -42,14 +43,6 @@ _SYNC_SQL = text(
     " RETURNING 1)"
     " SELECT (SELECT count(*) FROM gone) AS removed, (SELECT count(*) FROM added) AS added"
 )
-
-
-def machines() -> tuple[StateMachine, ...]:
-    """Every state machine whose transitions the database guards (imported here, lazily,
-    so that ``layers.pipeline`` depends on no entity at import time)."""
-    from layers.requests.workflow import MACHINE as REQUESTS
-
-    return (REQUESTS,)
 
 
 def sync(connection: Connection, machines: Iterable[StateMachine]) -> dict[str, tuple[int, int]]:

@@ -1,17 +1,19 @@
 """The one runner: performs any row of any action table, in the same order every time.
 
-1. the body is parsed by the row's schema (400 / 422: a malformed body is refused whoever
-   sends it);
+1. the body is parsed by the row's schema (400: a malformed body is refused whoever sends
+   it, before the entity is even loaded);
 2. the actor must reach the entity in one of the row's ``scope`` ways (403 otherwise; the
    system always may);
-3. the transition must be legal from the current state (409 ``illegal_transition`` naming
+3. the row's ``check`` looks up what the action needs (the grid it names, the volunteer, the
+   level above; 400 / 422 / 409 with the action's own code);
+4. the transition must be legal from the current state (409 ``illegal_transition`` naming
    the allowed actions, or the row's ``taken`` code when someone else got there first);
-4. the declared load effect (taking or giving back a slot of the assignee's load, first, so
+5. the declared load effect (taking or giving back a slot of the assignee's load, first, so
    that a released volunteer counts as free to whatever the handler does next); the row's
    handler with its own effects; the other declared effects (points, deadline, timestamp);
    the entity's one event writer, which records the state change and the event; the outbox
    rows; then any follow-up action the handler asked for (a low rating reopens), each
-   through this same runner.
+   performed by the system through this same runner.
 
 An entity kind (``EntityKind``) supplies how to load, reach, change and record its rows;
 ``perform`` wraps the whole in one transaction over a row lock, so every action is atomic
@@ -27,9 +29,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from layers.db import unit_of_work
 from layers.errors import Conflict
 from layers.pipeline.machine import Action, StateMachine
+from layers.transactions import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,8 @@ class Step:
     users: list[int] = field(default_factory=list)  # recipients found by the handler
     volunteers: list[int] = field(default_factory=list)
     before: dict[str, Any] = field(default_factory=dict)  # the row's values before the step
-    follow: list[tuple[str, Any, Any, str | None]] = field(default_factory=list)
+    found: dict[str, Any] = field(default_factory=dict)  # what the row's check looked up
+    follow: list[tuple[str, Any, str | None]] = field(default_factory=list)  # (action, body, note)
 
 
 class EntityKind(Protocol):
@@ -66,6 +69,8 @@ class EntityKind(Protocol):
     def refuse(self, action: Action, access: Any) -> Exception: ...
     def taken(self, row: Any) -> bool: ...
     def snapshot(self, row: Any) -> dict[str, Any]: ...
+    def is_system(self, actor: Any) -> bool: ...
+    def system_actor(self) -> Any: ...
     def apply_load(self, session: Session, step: Step) -> None: ...
     def apply(self, session: Session, step: Step) -> None: ...
     def write(self, session: Session, step: Step) -> int: ...
@@ -73,6 +78,12 @@ class EntityKind(Protocol):
 
 
 _UNPARSED = object()
+
+
+def parse_body(kind: EntityKind, name: str, body: dict[str, Any] | None) -> Any:
+    """The body of action ``name`` parsed by its schema (400 / 422), or None without one."""
+    action = kind.machine.action(name)
+    return action.body(body or {}) if action.body is not None else None
 
 
 def run(
@@ -92,17 +103,11 @@ def run(
     transaction; returns the step that was recorded."""
     action = kind.machine.action(name)
     if parsed is _UNPARSED:
-        parsed = action.body(body or {}) if action.body is not None else None
+        parsed = parse_body(kind, name, body)
     access = kind.access(session, actor, row)
-    if getattr(actor, "kind", None) != "system" and not (set(action.scope) & access.scopes):
+    if not kind.is_system(actor) and not (set(action.scope) & access.scopes):
         raise kind.refuse(action, access)
     status = kind.status(row)
-    target = kind.machine.next_status(status, name)
-    if target is None:
-        if action.taken is not None and kind.taken(row):
-            raise Conflict(action.taken, status=status)
-        kind.machine.require(status, name)
-    assert target is not None
     step = Step(
         action=action,
         row=row,
@@ -111,11 +116,20 @@ def run(
         body=parsed,
         now=now,
         from_status=status,
-        to_status=target,
-        options=options or {},
+        to_status=status,
+        options=dict(options or {}),
         note=note if note is not None else getattr(parsed, "note", None),
         before=kind.snapshot(row),
     )
+    if action.check is not None:
+        action.check(session, step)
+    target = kind.machine.next_status(status, name)
+    if target is None:
+        if action.taken is not None and kind.taken(row):
+            raise Conflict(action.taken, status=status)
+        kind.machine.require(status, name)
+    assert target is not None
+    step.to_status = target
     kind.apply_load(session, step)
     if action.handler is not None:
         action.handler(session, step)
@@ -123,13 +137,13 @@ def run(
     event_id = kind.write(session, step)
     if action.notify is not None:
         kind.notify(session, step, event_id)
-    for follow_name, follow_actor, follow_body, follow_note in step.follow:
+    for follow_name, follow_body, follow_note in step.follow:
         run(
             kind,
             session,
             row,
             follow_name,
-            actor=follow_actor,
+            actor=kind.system_actor(),
             now=now,
             parsed=follow_body,
             note=follow_note,
@@ -149,9 +163,10 @@ def perform(
     body: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
 ) -> Any:
-    """Load and lock the entity ``key``, run action ``name`` on it and commit (all or
-    nothing); returns the row."""
+    """Parse the body, load and lock the entity ``key``, run action ``name`` on it and commit
+    (all or nothing); returns the row."""
+    parsed = parse_body(kind, name, body)
     with unit_of_work(session):
         row = kind.load(session, key)
-        run(kind, session, row, name, actor=actor, now=now, body=body, options=options)
+        run(kind, session, row, name, actor=actor, now=now, parsed=parsed, options=options)
     return row

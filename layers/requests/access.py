@@ -33,14 +33,16 @@ class Actor:
     kind: str  # "user" | "resident" | "system"
     user_id: int | None = None
     grant: Grant | None = None
+    request_id: int | None = None  # a resident's: the request their ticket opened
 
     @classmethod
     def system(cls) -> Actor:
         return cls(kind="system")
 
     @classmethod
-    def resident(cls) -> Actor:
-        return cls(kind="resident")
+    def resident(cls, request_id: int) -> Actor:
+        """The holder of the ticket of request ``request_id`` (and of no other)."""
+        return cls(kind="resident", request_id=request_id)
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,13 @@ def _is_offered(session: Session, request_id: int, volunteer_id: int | None) -> 
 
 def access_to(session: Session, actor: Actor, req: Request) -> Access:
     """Evaluate the actor's grant against one request (DESIGN: scopes of §1). A resident
-    actor only exists for the request their ticket opened."""
+    reaches only the request their ticket opened."""
     grant = actor.grant
     if actor.kind == "system":
         return Access(staff=True, volunteer_id=None, offered=False, assignee=False)
     if actor.kind == "resident":
-        return Access(staff=False, volunteer_id=None, offered=False, assignee=False, resident=True)
+        mine = actor.request_id is not None and actor.request_id == req.id
+        return Access(staff=False, volunteer_id=None, offered=False, assignee=False, resident=mine)
     if grant is None:
         return NO_ACCESS
     staff = (

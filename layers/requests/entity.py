@@ -25,7 +25,7 @@ from layers.pipeline.runner import Step
 from layers.requests import events
 from layers.requests.access import Access, Actor, access_to
 from layers.requests.models import Request
-from layers.requests.recipients import outbox_rows, owner_people
+from layers.requests.recipients import addressees, grid_people, outbox_rows, owner_people
 from layers.requests.rules import deadline_hours, points_for
 from layers.requests.schemas import ticket_hash, ticket_request_id
 from layers.requests.states import HOLDS_LOAD
@@ -69,6 +69,12 @@ class RequestKind:
 
     def taken(self, row: Request) -> bool:
         return row.status in HOLDS_LOAD or row.assignee_id is not None
+
+    def is_system(self, actor: Actor) -> bool:
+        return actor.kind == "system"
+
+    def system_actor(self) -> Actor:
+        return Actor.system()
 
     def snapshot(self, row: Request) -> dict[str, Any]:
         return {"assignee_id": row.assignee_id, "owner_level": row.owner_level}
@@ -126,12 +132,14 @@ class RequestKind:
         req: Request = step.row
         rule = step.action.notify
         assert rule is not None
-        users, volunteers = list(step.users), list(step.volunteers)
-        if "owner" in rule.to:
-            users += owner_people(session, req.owner_level, req.grid_id, req.community_id)
-        if "previous_assignee" in rule.to:
-            volunteers.append(step.before["assignee_id"])
-        rows = outbox_rows(users, volunteers, unaddressed=rule.unaddressed)
+        users, volunteers = addressees(
+            rule.to,
+            grid_team=lambda: grid_people(session, req.grid_id),
+            owner=lambda: owner_people(session, req.owner_level, req.grid_id, req.community_id),
+            offered=step.volunteers,
+            previous_assignee=step.before["assignee_id"],
+        )
+        rows = outbox_rows([*users, *step.users], volunteers, unaddressed=rule.unaddressed)
         if rows:
             events.write_outbox(session, event_id, rule.kind, rows)
 

@@ -1,6 +1,6 @@
 """The one event writer: every change of a request's status and every history row.
 
-Three ways of writing, all derived from the action table (``layers.requests.workflow``):
+Four ways of writing, all derived from the action table (``layers.requests.workflow``):
 
 - ``write_step``: the runner's path, one request at a time (ORM row locked by the runner);
 - ``INTAKE_INSERT_SQL`` with ``intake_events``: intake's single INSERT statement, whose event
@@ -162,6 +162,10 @@ def history_sql(
         raise ValueError("history_sql: at most 30 kinds of chain (one bit each)")
     steps = {key: MACHINE.chain(merged[key]) for key in keys}
     finals = {key: s[-1][2] for key, s in steps.items()}
+    # a written request's chain is found again from (status, triaged, rated): one per key
+    found_by = [(finals[k], k[1], k[2]) for k in keys]
+    if len(set(found_by)) != len(found_by):
+        raise ValueError("history_sql: two chains end in the same status for the same kind")
     outcome_sql, triaged_sql, rated_sql = source_key
     status_sql = _case(
         [(f"{outcome_sql} = {_sql_value(k[0])}", triaged_sql, rated_sql) for k in keys],
@@ -247,8 +251,9 @@ def record_rehome(
 ) -> None:
     """Move requests to new grid rows (``moves``: (request id, new grid id)) and append one
     ``rehome`` event each, in two statements (an executemany cost ~50 ms per 1.4k)."""
-    for st in set(statuses):
-        MACHINE.require(st, "rehome")
+    bad = {st for st in statuses if MACHINE.next_status(st, "rehome") is None}
+    if bad:
+        raise ValueError(f"rehome is not allowed from {sorted(bad)}")
     ids = [m[0] for m in moves]
     session.execute(
         text(

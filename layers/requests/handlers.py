@@ -1,10 +1,13 @@
 """Each action's own effects: the ``handler`` column of the action table.
 
-A handler receives the runner's ``Step`` (row locked, access checked, body parsed, the
-transition known to be legal) and changes what only that action changes: the grid and the
-offers of an assignment, the owner level of an escalation, the link of a duplicate. Load,
-points, deadlines, timestamps, the status, the event and the outbox are the runner's
-declared effects; no handler writes them.
+A ``check_*`` function (the table's ``check`` column) looks up what an action needs after the
+actor's scope is known and before the transition is tried, so a wrong grid, volunteer or
+original answers with its own code. A handler receives the runner's ``Step`` (row locked,
+access checked, body parsed, the transition known to be legal) and changes what only that
+action changes: the grid and the offers of an assignment, the owner level of an escalation,
+the link of a duplicate, the rating; it may name extra outbox recipients and ask for a
+follow-up action. The load, points, the new deadline, the timestamp the table names, the
+status, the event and the outbox rows are the runner's declared effects.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from layers.auth.pii import mask_name
-from layers.errors import Conflict, Unprocessable
+from layers.errors import BadRequest, Conflict, Unprocessable
 from layers.grids.models import Grid
 from layers.grids.repo import live_grid_by_code
 from layers.pipeline.runner import Step
@@ -25,26 +27,13 @@ from layers.requests.models import Request, RequestOffer
 from layers.requests.offers import DEFAULT_K, distance_to_volunteers, rank_volunteers
 from layers.requests.recipients import grid_people
 from layers.requests.rules import next_level
+from layers.requests.schemas import DEFAULT_TZ
 from layers.requests.states import OwnerLevel, Status
 from layers.volunteers.models import Volunteer
 
 logger = logging.getLogger(__name__)
 
 REOPEN_AT_OR_BELOW = 2
-
-
-def offer_views(ranked: list[Any], method: str) -> list[dict[str, Any]]:
-    """Offered volunteers as shown at intake: names masked."""
-    return [
-        {
-            "volunteer_id": r.volunteer_id,
-            "name": mask_name(r.name),
-            "rank": r.rank,
-            "distance_m": r.distance_m,
-            "distance_method": method,
-        }
-        for r in ranked
-    ]
 
 
 def _replace_offers(session: Session, req: Request, rows: list[RequestOffer]) -> None:
@@ -71,7 +60,7 @@ def _send_to_grid(session: Session, step: Step, grid: Grid) -> list[int]:
         lonlat=_request_lonlat(session, req.id),
         category=req.category,
         now=step.now,
-        tz=step.options["tz"],
+        tz=step.options.get("tz", DEFAULT_TZ),
         k=step.options.get("k", DEFAULT_K),
     )
     _replace_offers(
@@ -92,19 +81,30 @@ def _send_to_grid(session: Session, step: Step, grid: Grid) -> list[int]:
     return [r.volunteer_id for r in ranked]
 
 
-def _live_grid(session: Session, code: str) -> Grid:
+def _grid_code(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("missing_field", field="grid_code")
+    return value.strip()
+
+
+def _live_grid(session: Session, value: Any) -> Grid:
+    code = _grid_code(value)
     grid = live_grid_by_code(session, code)
     if grid is None:
         raise Unprocessable("unknown_grid", code=code)
     return grid
 
 
+def check_assign(session: Session, step: Step) -> None:
+    """The live grid the request goes to (400 without one, 422 for an unknown one)."""
+    step.found["grid"] = _live_grid(session, step.body.grid_code)
+
+
 def assign(session: Session, step: Step) -> None:
     """Community / street staff hand a triaged request to a grid (the deadline runs on)."""
-    grid = _live_grid(session, step.body.grid_code)
+    grid = step.found["grid"]
     offered = _send_to_grid(session, step, grid)
     step.data.update(grid_code=grid.code, offered=offered)
-    step.users += grid_people(session, grid.id)
     step.volunteers += offered
 
 
@@ -140,42 +140,59 @@ def _offer_to(session: Session, step: Step, vol: Volunteer) -> None:
     )
 
 
-def reassign(session: Session, step: Step) -> None:
-    """A leader hands open work to another volunteer (sole offer) or another grid."""
+def check_reassign(session: Session, step: Step) -> None:
+    """The live grid, or the active volunteer with room in their load, the work goes to."""
     body = step.body
     if body.grid_code is not None:
-        grid = _live_grid(session, body.grid_code)
-        offered = _send_to_grid(session, step, grid)
-        step.data["grid_code"] = grid.code
-        step.users += grid_people(session, grid.id)
-        step.volunteers += offered
+        step.found["grid"] = _live_grid(session, body.grid_code)
         return
+    if isinstance(body.volunteer_id, bool) or not isinstance(body.volunteer_id, int):
+        raise BadRequest("invalid_field", field="volunteer_id", reason="an integer")
     vol = session.get(Volunteer, body.volunteer_id)
     if vol is None or not vol.active:
         raise Unprocessable("unknown_volunteer", id=body.volunteer_id)
     if vol.active_load >= vol.load_limit:
         raise Conflict("load_limit_reached")
+    step.found["volunteer"] = vol
+
+
+def reassign(session: Session, step: Step) -> None:
+    """A leader hands open work to another volunteer (sole offer) or another grid."""
+    grid = step.found.get("grid")
+    if grid is not None:
+        offered = _send_to_grid(session, step, grid)
+        step.data["grid_code"] = grid.code
+        step.users += grid_people(session, grid.id)
+        step.volunteers += offered
+        return
+    vol = step.found["volunteer"]
     _offer_to(session, step, vol)
     step.data["volunteer_id"] = vol.id
     step.volunteers.append(vol.id)
 
 
-def escalate(session: Session, step: Step) -> None:
-    """One level up (grid → community → street → district); 409 at the district."""
+def check_escalate(session: Session, step: Step) -> None:
+    """The level above the owner (409 ``cannot_escalate`` at the district)."""
     req: Request = step.row
     target = next_level(req.owner_level)
     if target is None:
         raise Conflict("cannot_escalate", owner_level=req.owner_level)
+    step.found["level"] = target.value
+
+
+def escalate(session: Session, step: Step) -> None:
+    """One level up (grid → community → street → district), by hand or when overdue."""
+    req: Request = step.row
     why = step.options.get("why", "by hand")
-    step.data.update(reason=why, from_level=req.owner_level, to_level=target.value)
-    req.owner_level = target.value
+    step.data.update(reason=why, from_level=req.owner_level, to_level=step.found["level"])
+    req.owner_level = step.found["level"]
 
 
 def reopen(session: Session, step: Step) -> None:
     """Back to work at the same level (staff, or a rating at or below 2 stars)."""
     req: Request = step.row
     step.data.update(
-        reason=getattr(step.body, "reason", "staff"),
+        reason=getattr(step.body, "why", "staff"),
         previous_assignee=step.before["assignee_id"],
     )
     req.resolved_at = None
@@ -190,24 +207,33 @@ def _find_request(session: Session, ref: Any) -> Request | None:
     return None
 
 
-def mark_duplicate(session: Session, step: Step) -> None:
-    """Link to the request this one repeats."""
+def check_duplicate(session: Session, step: Step) -> None:
+    """The request this one repeats: another one, not itself a duplicate."""
     req: Request = step.row
-    original = _find_request(session, step.body.duplicate_of)
+    ref = step.body.duplicate_of
+    if ref is None:
+        raise BadRequest("missing_field", field="duplicate_of")
+    original = _find_request(session, ref)
     if original is None:
-        raise Unprocessable("unknown_request", id=str(step.body.duplicate_of))
+        raise Unprocessable("unknown_request", id=str(ref))
     if original.id == req.id or original.status == Status.DUPLICATE:
         raise Unprocessable(
             "invalid_field", field="duplicate_of", reason="itself or another duplicate"
         )
-    req.duplicate_of = original.id
+    step.found["original"] = original
+
+
+def mark_duplicate(session: Session, step: Step) -> None:
+    """Link to the request this one repeats."""
+    original = step.found["original"]
+    step.row.duplicate_of = original.id
     step.data.update(duplicate_of=original.id, number=original.number)
 
 
 class LowRating:
     """The body of the reopen a rating at or below ``REOPEN_AT_OR_BELOW`` triggers."""
 
-    reason = "low_rating"
+    why = "low_rating"
 
     def __init__(self, rating: int) -> None:
         self.note = f"居民评价 {rating} 星（≤ {REOPEN_AT_OR_BELOW} 星自动重新办理）"
@@ -219,12 +245,11 @@ def rate(session: Session, step: Step) -> None:
     req.rating = step.body.rating
     req.rating_comment = step.body.comment
     step.data["rating"] = step.body.rating
-    system = type(step.actor).system()
     if step.body.rating <= REOPEN_AT_OR_BELOW:
         low = LowRating(step.body.rating)
-        step.follow.append(("reopen", system, low, low.note))
+        step.follow.append(("reopen", low, low.note))
     else:
-        step.follow.append(("close", system, None, None))
+        step.follow.append(("close", None, None))
 
 
 def close(session: Session, step: Step) -> None:

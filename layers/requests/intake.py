@@ -13,7 +13,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,10 +21,8 @@ from sqlalchemy import TextClause, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from layers.db import single_statement_writes, unit_of_work
 from layers.errors import Conflict
 from layers.requests.events import INTAKE_INSERT_SQL, intake_events
-from layers.requests.handlers import offer_views
 from layers.requests.models import OPEN_STATUSES_SQL, IdempotencyKey
 from layers.requests.offers import (
     DEFAULT_K,
@@ -32,6 +30,7 @@ from layers.requests.offers import (
     CandidateBatch,
     candidate_columns_sql,
     first_batch_size,
+    offer_views,
     rank_volunteers,
     straight_metres,
 )
@@ -43,33 +42,27 @@ from layers.requests.placement import (
     intake_point,
     locate,
 )
-from layers.requests.recipients import level_people, outbox_rows
+from layers.requests.recipients import addressees, level_people, outbox_rows
 from layers.requests.rules import deadline_hours
-from layers.requests.schemas import IntakeInput, iso, new_ticket, ticket_hash
+from layers.requests.schemas import (
+    DEFAULT_TZ,
+    IntakeInput,
+    iso,
+    location,
+    new_ticket,
+    now_utc,
+    ticket_hash,
+)
 from layers.requests.states import OwnerLevel
 from layers.requests.workflow import MACHINE
+from layers.transactions import single_statement_writes, unit_of_work
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TZ = "Asia/Shanghai"
 DUPLICATE_RADIUS_M = 250.0
 DUPLICATE_LIMIT = 10  # possible duplicates shown at intake, nearest first
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _M_PER_DEG_LAT = 111_320.0
-
-
-def now_utc(now: datetime | None) -> datetime:
-    """``now`` (timezone-aware) or the current UTC instant."""
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now
-
-
-def location(lon: float, lat: float, crs: str = "wgs84") -> dict[str, Any]:
-    """A point as served: its coordinates (already in ``crs``) and the CRS they are in."""
-    return {"lon": round(float(lon), 7), "lat": round(float(lat), 7), "crs": crs}
 
 
 # Everything intake reads, in one round trip: the grid at the point, the new id, the
@@ -262,15 +255,23 @@ def submit_request(
                 "offered": [r.volunteer_id for r in ranked],
             }
             note = None
-            recipients = outbox_rows(placed.grid_people, data["offered"])
         else:
             action = "triage"
             data = {"community_code": placed.community_code, "grid_gap": True}
             note = "不在任何网格内：转社区分派（网格空缺已提示规划人员）"
-            people = level_people(session, placed.community_id, OwnerLevel.COMMUNITY.value)
-            recipients = outbox_rows(people, ())
         notify = MACHINE.action(action).notify
         assert notify is not None
+        users, volunteers = addressees(
+            notify.to,
+            grid_team=lambda: placed.grid_people,
+            owner=lambda: (
+                placed.grid_people
+                if owner == OwnerLevel.GRID
+                else level_people(session, placed.community_id, owner.value)
+            ),
+            offered=[r.volunteer_id for r in ranked],
+        )
+        recipients = outbox_rows(users, volunteers, unaddressed=notify.unaddressed)
         status, events_json = intake_events(
             action,
             resident_user_id=actor_user_id,

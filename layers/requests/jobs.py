@@ -16,14 +16,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from layers.db import unit_of_work
 from layers.pipeline.runner import run
 from layers.requests.access import Actor
 from layers.requests.entity import REQUESTS, load_request
-from layers.requests.intake import DEFAULT_TZ, IDEMPOTENCY_TTL, now_utc
+from layers.requests.intake import IDEMPOTENCY_TTL
 from layers.requests.models import IdempotencyKey, Request
+from layers.requests.schemas import now_utc
 from layers.requests.states import OwnerLevel
 from layers.requests.workflow import MACHINE
+from layers.transactions import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,13 @@ def _each_locked(
 
 
 def run_escalations(
-    *, session: Session, now: datetime | None = None, batch: int = 500, tz: str = DEFAULT_TZ
+    *, session: Session, now: datetime | None = None, batch: int = 500
 ) -> dict[str, int]:
     """Escalate overdue open work one level up and auto-close resolved requests left unrated
     for 7 days; purge idempotency keys older than 24 h."""
     now = now_utc(now)
     system = Actor.system()
-    options = {"tz": tz, "why": "overdue"}
+    options = {"why": "overdue"}
     with unit_of_work(session):
         escalated = _each_locked(
             session,

@@ -19,11 +19,10 @@ from layers.errors import Forbidden, NotFound
 from layers.features import decode_cursor, encode_cursor
 from layers.requests.access import Access, Actor, access_to, pii_for, scope_sql
 from layers.requests.entity import load_by_ticket
-from layers.requests.intake import DEFAULT_TZ, now_utc
-from layers.requests.intake import location as point_view
 from layers.requests.models import Request
 from layers.requests.rules import categories_by_code
-from layers.requests.schemas import contact_view, iso
+from layers.requests.schemas import DEFAULT_TZ, contact_view, iso, now_utc
+from layers.requests.schemas import location as point_view
 from layers.requests.states import OPEN
 from layers.requests.workflow import allowed_actions, next_status
 

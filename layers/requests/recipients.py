@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -72,6 +72,35 @@ def owner_people(
     if owner_level == OwnerLevel.GRID:
         return grid_people(session, grid_id)
     return level_people(session, community_id, owner_level)
+
+
+RULES = ("grid_team", "owner", "offered", "previous_assignee")
+
+
+def addressees(
+    rules: Iterable[str],
+    *,
+    grid_team: Callable[[], Iterable[int]],
+    owner: Callable[[], Iterable[int]],
+    offered: Iterable[int | None] = (),
+    previous_assignee: int | None = None,
+) -> tuple[list[int], list[int | None]]:
+    """(users, volunteers) the named ``rules`` address; the people lookups run only for the
+    rules named (intake passes what it has already read)."""
+    users: list[int] = []
+    volunteers: list[int | None] = []
+    for rule in rules:
+        if rule == "grid_team":
+            users += grid_team()
+        elif rule == "owner":
+            users += owner()
+        elif rule == "offered":
+            volunteers += offered
+        elif rule == "previous_assignee":
+            volunteers.append(previous_assignee)
+        else:
+            raise ValueError(f"unknown recipients rule {rule!r}")
+    return users, volunteers
 
 
 def outbox_rows(

@@ -15,7 +15,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from layers.auth.pii import mask_name, mask_phone
 from layers.errors import BadRequest, Unprocessable
 from layers.requests.rules import categories_by_code
 
+DEFAULT_TZ = "Asia/Shanghai"  # shown and interpreted in this zone unless configured
 MAX_TEXT_CHARS = 2000
 MAX_NOTE_CHARS = 2000
 MAX_COMMENT_CHARS = 500
@@ -188,6 +189,20 @@ def parse_time(raw: str | None, name: str, tz: str) -> datetime | None:
     return value
 
 
+def now_utc(now: datetime | None) -> datetime:
+    """``now`` (timezone-aware) or the current UTC instant."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+def location(lon: float, lat: float, crs: str = "wgs84") -> dict[str, Any]:
+    """A point as served: its coordinates (already in ``crs``) and the CRS they are in."""
+    return {"lon": round(float(lon), 7), "lat": round(float(lat), 7), "crs": crs}
+
+
 def iso(value: datetime | None, tz: str) -> str | None:
     """A timestamp shown in the configured zone (stored in UTC)."""
     return value.astimezone(ZoneInfo(tz)).isoformat() if value is not None else None
@@ -200,15 +215,9 @@ def contact_view(name: str | None, phone: str | None, *, pii: bool) -> dict[str,
 
 
 # -- action bodies (the ``body`` column of the action table) ----------------------------------
-def _grid_code_field(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest("missing_field", field="grid_code")
-    return value.strip()
-
-
 @dataclass(frozen=True)
 class NoteBody:
-    """An optional note (start, reopen, escalate, withdraw, claim take none)."""
+    """An optional note (reopen, escalate, withdraw)."""
 
     note: str | None = None
 
@@ -247,50 +256,40 @@ class ReasonBody:
 class DuplicateBody:
     """The request this one repeats, by id or number."""
 
-    duplicate_of: int | str
+    duplicate_of: Any  # checked against the requests in scope (handlers.check_duplicate)
     note: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DuplicateBody:
-        note = optional_str(body, "note", MAX_NOTE_CHARS)
-        ref = body.get("duplicate_of")
-        if ref is None:
-            raise BadRequest("missing_field", field="duplicate_of")
-        return cls(ref, note)
+        return cls(body.get("duplicate_of"), optional_str(body, "note", MAX_NOTE_CHARS))
 
 
 @dataclass(frozen=True)
 class AssignBody:
     """The live grid a triaged request goes to."""
 
-    grid_code: str
+    grid_code: Any  # checked against the live grids (handlers.check_assign)
     note: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> AssignBody:
-        note = optional_str(body, "note", MAX_NOTE_CHARS)
-        return cls(_grid_code_field(body.get("grid_code")), note)
+        return cls(body.get("grid_code"), optional_str(body, "note", MAX_NOTE_CHARS))
 
 
 @dataclass(frozen=True)
 class ReassignBody:
     """Exactly one of another volunteer (sole offer) or another live grid."""
 
-    volunteer_id: int | None = None
-    grid_code: str | None = None
+    volunteer_id: Any = None  # both checked in scope (handlers.check_reassign)
+    grid_code: Any = None
     note: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ReassignBody:
-        note = optional_str(body, "note", MAX_NOTE_CHARS)
         volunteer_id, grid_code = body.get("volunteer_id"), body.get("grid_code")
         if (volunteer_id is None) == (grid_code is None):
             raise BadRequest("missing_field", field="volunteer_id or grid_code (exactly one)")
-        if grid_code is not None:
-            return cls(grid_code=_grid_code_field(grid_code), note=note)
-        if isinstance(volunteer_id, bool) or not isinstance(volunteer_id, int):
-            raise BadRequest("invalid_field", field="volunteer_id", reason="an integer")
-        return cls(volunteer_id=volunteer_id, note=note)
+        return cls(volunteer_id, grid_code, optional_str(body, "note", MAX_NOTE_CHARS))
 
 
 @dataclass(frozen=True)

@@ -15,24 +15,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from layers.db import unit_of_work
 from layers.errors import NotFound
-from layers.pipeline.runner import perform, run
+from layers.pipeline.runner import parse_body, perform, run
 from layers.requests.access import Access, Actor, access_to, scope_sql
 from layers.requests.entity import REQUESTS, load_by_ticket
-from layers.requests.intake import (
-    DEFAULT_TZ,
-    Idempotency,
-    SubmitOutcome,
-    now_utc,
-    request_number,
-    submit_request,
-)
+from layers.requests.intake import Idempotency, SubmitOutcome, request_number, submit_request
 from layers.requests.jobs import run_escalations
 from layers.requests.models import Request
 from layers.requests.offers import DEFAULT_K
 from layers.requests.queries import ListFilters, list_requests, request_detail, ticket_view
+from layers.requests.schemas import DEFAULT_TZ, now_utc
 from layers.requests.workflow import REQUEST_ACTIONS
+from layers.transactions import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +93,10 @@ def _by_ticket(
 ) -> Request:
     """A resident's action on the request their ticket opens."""
     now = now_utc(now)
+    parsed = parse_body(REQUESTS, action, body)
     with unit_of_work(session):
         req = load_by_ticket(session, ticket, lock=True)
-        run(REQUESTS, session, req, action, actor=Actor.resident(), now=now, body=body)
+        run(REQUESTS, session, req, action, actor=Actor.resident(req.id), now=now, parsed=parsed)
     return req
 
 

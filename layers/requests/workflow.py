@@ -43,12 +43,13 @@ from layers.requests.states import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ACTIONS_TABLE",
     "ESCALATION_ORDER",
     "HOLDS_LOAD",
     "MACHINE",
     "OPEN",
+    "REQUEST_ACTIONS",
     "TERMINAL",
-    "TRANSITIONS",
     "OwnerLevel",
     "Status",
     "allowed_actions",
@@ -70,8 +71,9 @@ ACTIONS_TABLE = (
         permission="requests.assign",
         scope=STAFF,
         body=AssignBody.parse,
+        check=handlers.check_assign,
         handler=handlers.assign,
-        notify=Notify("assigned", ()),
+        notify=Notify("assigned", ("grid_team", "offered")),
     ),
     Action("triage", (S.SUBMITTED,), S.TRIAGE, notify=Notify("triage", ("owner",))),
     Action(
@@ -133,10 +135,11 @@ ACTIONS_TABLE = (
         permission="requests.reassign",
         scope=STAFF,
         body=ReassignBody.parse,
+        check=handlers.check_reassign,
         load="drop",
         deadline="level",
         handler=handlers.reassign,
-        notify=Notify("reassigned", ()),
+        notify=Notify("reassigned", ("offered",)),
     ),
     Action(
         "escalate",
@@ -145,6 +148,7 @@ ACTIONS_TABLE = (
         permission="requests.escalate",
         scope=STAFF,
         body=NoteBody.parse,
+        check=handlers.check_escalate,
         load="drop",
         deadline="level",
         handler=handlers.escalate,
@@ -178,6 +182,7 @@ ACTIONS_TABLE = (
         permission="requests.mark_duplicate",
         scope=STAFF,
         body=DuplicateBody.parse,
+        check=handlers.check_duplicate,
         load="drop",
         handler=handlers.mark_duplicate,
         stamp="closed_at",
@@ -192,13 +197,6 @@ MACHINE = StateMachine("requests", tuple(s.value for s in Status), ACTIONS_TABLE
 REQUEST_ACTIONS = tuple(
     a.name for a in ACTIONS_TABLE if a.permission and a.permission.startswith("requests.")
 )
-
-# action -> (statuses it may start from, status it leads to), for readers of the old shape
-TRANSITIONS: dict[str, tuple[tuple[Status, ...], Status]] = {
-    a.name: (tuple(Status(s) for s in a.sources), Status(a.target))
-    for a in ACTIONS_TABLE
-    if a.target != SAME and START not in a.sources
-}
 
 
 def allowed_actions(status: Status | str) -> list[str]:

@@ -54,8 +54,14 @@ def _claim(session: Any, step: Step) -> None:
     step.row.trace.append("handler")
 
 
+def _check_claim(session: Any, step: Step) -> None:
+    step.row.trace.append("check")
+    if step.actor.name == "banned":
+        raise Conflict("banned")
+
+
 def _fulfil(session: Any, step: Step) -> None:
-    step.follow.append(("archive", Actor("system"), None, "auto"))
+    step.follow.append(("archive", None, "auto"))
 
 
 MACHINE = StateMachine(
@@ -63,7 +69,15 @@ MACHINE = StateMachine(
     ("open", "claimed", "fulfilled", "archived"),
     (
         Action("post", (START,), "open", listed=False),
-        Action("claim", ("open",), "claimed", scope=("member",), handler=_claim, taken="taken"),
+        Action(
+            "claim",
+            ("open",),
+            "claimed",
+            scope=("member",),
+            check=_check_claim,
+            handler=_claim,
+            taken="taken",
+        ),
         Action(
             "fulfil",
             ("claimed",),
@@ -100,6 +114,12 @@ class WishKind:
     def taken(self, row: Wish) -> bool:
         return row.holder is not None
 
+    def is_system(self, actor: Actor) -> bool:
+        return actor.kind == "system"
+
+    def system_actor(self) -> Actor:
+        return Actor("system")
+
     def snapshot(self, row: Wish) -> dict[str, Any]:
         return {"holder": row.holder}
 
@@ -129,8 +149,15 @@ def test_an_action_runs_load_handler_effects_then_write_in_that_order() -> None:
     wish = Wish()
     step = run(KIND, None, wish, "claim", actor=MEMBER, now=NOW)
     assert (step.from_status, step.to_status) == ("open", "claimed")
-    assert wish.trace == ["load", "handler", "effects", "write"]
+    assert wish.trace == ["check", "load", "handler", "effects", "write"]
     assert wish.log == [("claim", "open", "claimed", None)] and wish.holder == "li"
+
+
+def test_the_check_answers_before_the_transition_is_tried() -> None:
+    taken = Wish(status="claimed", holder="li")
+    with pytest.raises(Conflict) as err:
+        run(KIND, None, taken, "claim", actor=Actor("member", "banned"), now=NOW)
+    assert err.value.code == "banned" and taken.log == []
 
 
 def test_out_of_scope_is_403_and_nothing_is_written() -> None:
@@ -173,6 +200,13 @@ def test_same_state_action_and_follow_ups_are_recorded_through_the_runner() -> N
     assert wish.log[2][3] == "谢谢" and wish.log[3][3] == "auto"
     assert wish.outbox == [("fulfilled", ["poster"])]
     assert wish.status == "archived"
+
+
+def test_effect_columns_are_checked_when_the_table_is_built() -> None:
+    with pytest.raises(ValueError, match="load"):
+        Action("x", ("open",), "open", load="relase")
+    with pytest.raises(ValueError, match="deadline"):
+        Action("x", ("open",), "open", deadline="tomorrow")
 
 
 def test_the_system_is_always_in_scope() -> None:

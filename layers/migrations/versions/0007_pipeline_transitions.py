@@ -7,9 +7,9 @@ code path, a bulk load nor a hand-written statement can record a transition the 
 not allow (issue 13):
 
 - ``pipeline_transitions`` lists each machine's allowed (event action, from, to); a NULL
-  ``from_status`` is the action that creates the entity (``submit``). It is filled from the
-  code (``layers.pipeline.reference.sync``) here and again after every ``migrate``, so a new
-  row in an action table needs no migration.
+  ``from_status`` is the action that creates the entity (``submit``). It is filled here with
+  the triples of the day (frozen below) and re-synced from the code after every ``migrate``
+  (``layers.pipeline.reference.sync``), so a new row in an action table needs no migration.
 - ``request_events_transition_guard``: an AFTER INSERT trigger FOR EACH STATEMENT over the
   statement's new rows (a transition table) refuses the whole statement when one row's
   (action, from_status, to_status) is not listed (a NULL from_status matches only a NULL).
@@ -42,14 +42,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from layers.pipeline import reference
-
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TABLE = reference.TABLE
+TABLE = "pipeline_transitions"
 EVENTS_GUARD = "request_events_transition_guard"
 STATUS_GUARD = "requests_status_transition_guard"
 
@@ -104,6 +102,50 @@ ALTER TABLE requests ENABLE ALWAYS TRIGGER {STATUS_GUARD};
 """
 
 
+# The requests' allowed (event action, from, to) as the action table had them when this
+# migration was written: frozen here so the migration always does the same thing; later
+# changes of the table reach the database through layers.db.migrate's re-sync.
+REQUESTS_TRIPLES = (
+    ("assign", "submitted", "assigned"),
+    ("assign", "triage", "assigned"),
+    ("auto_closed", "resolved", "closed"),
+    ("claim", "assigned", "claimed"),
+    ("close", "rated", "closed"),
+    ("escalate", "assigned", "assigned"),
+    ("escalate", "claimed", "assigned"),
+    ("escalate", "in_progress", "assigned"),
+    ("escalate", "triage", "assigned"),
+    ("mark_duplicate", "assigned", "duplicate"),
+    ("mark_duplicate", "submitted", "duplicate"),
+    ("mark_duplicate", "triage", "duplicate"),
+    ("rate", "resolved", "rated"),
+    ("reassign", "assigned", "assigned"),
+    ("reassign", "claimed", "assigned"),
+    ("reassign", "in_progress", "assigned"),
+    ("rehome", "assigned", "assigned"),
+    ("rehome", "claimed", "claimed"),
+    ("rehome", "in_progress", "in_progress"),
+    ("rehome", "rated", "rated"),
+    ("rehome", "resolved", "resolved"),
+    ("rehome", "submitted", "submitted"),
+    ("rehome", "triage", "triage"),
+    ("reject", "assigned", "rejected"),
+    ("reject", "submitted", "rejected"),
+    ("reject", "triage", "rejected"),
+    ("reopen", "rated", "assigned"),
+    ("reopen", "resolved", "assigned"),
+    ("resolve", "claimed", "resolved"),
+    ("resolve", "in_progress", "resolved"),
+    ("start", "claimed", "in_progress"),
+    ("submit", None, "submitted"),
+    ("triage", "submitted", "triage"),
+    ("withdraw", "assigned", "withdrawn"),
+    ("withdraw", "claimed", "withdrawn"),
+    ("withdraw", "in_progress", "withdrawn"),
+    ("withdraw", "submitted", "withdrawn"),
+    ("withdraw", "triage", "withdrawn"),
+)
+
 # The append-only guards of 0001 / 0002 fire under session_replication_role = replica too.
 APPEND_ONLY = (
     ("request_events", "request_events_append_only"),
@@ -125,7 +167,19 @@ def upgrade() -> None:
         ["machine", "action", sa.text("coalesce(from_status, '')"), "to_status"],
         unique=True,
     )
-    reference.sync(op.get_bind(), reference.machines())
+    op.bulk_insert(
+        sa.table(
+            TABLE,
+            sa.column("machine", sa.Text()),
+            sa.column("action", sa.Text()),
+            sa.column("from_status", sa.Text()),
+            sa.column("to_status", sa.Text()),
+        ),
+        [
+            {"machine": "requests", "action": a, "from_status": f, "to_status": t}
+            for a, f, t in REQUESTS_TRIPLES
+        ],
+    )
     op.execute(TRIGGERS)
     for table, trigger in APPEND_ONLY:
         op.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
