@@ -114,6 +114,9 @@ UI: dict[str, tuple[str, str]] = {
     "action_reject": ("不予受理", "Rejected"),
     "action_mark_duplicate": ("标记为重复", "Marked duplicate"),
     "action_rehome": ("网格调整后转入新网格", "Moved to a new grid after a redraw"),
+    "action_reply": ("答复居民", "Reply to the resident"),
+    "action_decline_offer": ("志愿者婉拒", "Declined by the volunteer"),
+    "action_give_back": ("退回网格", "Handed back to the grid"),
     # staff pages (web/staff.py): triage inbox and the dashboard (党建地图)
     "staff_inbox": ("分派与上报", "Triage & escalations"),
     "staff_dashboard": ("党建地图", "Dashboard"),

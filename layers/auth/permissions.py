@@ -67,6 +67,9 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "requests.assign": {k: v for k, v in _STAFF.items() if k not in ("grid_leader", "grid_member")},
     "requests.reassign": {k: v for k, v in _STAFF.items() if k != "grid_member"},
     "requests.escalate": dict(_STAFF),
+    "requests.reply": dict(_STAFF),
+    "requests.decline_offer": {"volunteer": "self"},
+    "requests.give_back": {"volunteer": "self"},
     "tickets.read": {ANONYMOUS: "all"},  # the ticket itself is the credential
     "tickets.rate": {ANONYMOUS: "all"},
     "tickets.withdraw": {ANONYMOUS: "all"},

@@ -171,6 +171,17 @@ def reassign(session: Session, step: Step) -> None:
     step.volunteers.append(vol.id)
 
 
+def decline_offer(session: Session, step: Step) -> None:
+    """The volunteer's offer is withdrawn; the others stand."""
+    volunteer_id = step.access.volunteer_id
+    session.execute(
+        delete(RequestOffer).where(
+            RequestOffer.request_id == step.row.id, RequestOffer.volunteer_id == volunteer_id
+        )
+    )
+    step.data["volunteer_id"] = volunteer_id
+
+
 def check_escalate(session: Session, step: Step) -> None:
     """The level above the owner (409 ``cannot_escalate`` at the district)."""
     req: Request = step.row

@@ -227,13 +227,13 @@ class NoteBody:
 
 
 @dataclass(frozen=True)
-class ResolveBody:
-    """What was done: required."""
+class RequiredNoteBody:
+    """A note that must be given: what was done (resolve), what the resident is told (reply)."""
 
     note: str
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> ResolveBody:
+    def parse(cls, body: dict[str, Any]) -> RequiredNoteBody:
         return cls(required_str(body, "note", MAX_NOTE_CHARS))
 
 

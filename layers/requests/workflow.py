@@ -28,7 +28,7 @@ from layers.requests.schemas import (
     RateBody,
     ReasonBody,
     ReassignBody,
-    ResolveBody,
+    RequiredNoteBody,
 )
 from layers.requests.states import (
     ESCALATION_ORDER,
@@ -94,12 +94,12 @@ ACTIONS_TABLE = (
         scope=("staff", "assignee"),
     ),
     Action(
-        "resolve",
-        (S.CLAIMED, S.IN_PROGRESS),
+        "resolve",  # from assigned: the owning level closes it itself (DESIGN §3)
+        (S.ASSIGNED, S.CLAIMED, S.IN_PROGRESS),
         S.RESOLVED,
         permission="requests.resolve",
         scope=("staff", "assignee"),
-        body=ResolveBody.parse,
+        body=RequiredNoteBody.parse,
         load="release",
         points="resolve",
         stamp="resolved_at",
@@ -186,6 +186,33 @@ ACTIONS_TABLE = (
         load="drop",
         handler=handlers.mark_duplicate,
         stamp="closed_at",
+    ),
+    Action(
+        "reply",  # a note the resident sees on the ticket page; the state stays
+        _NOT_FINISHED,
+        SAME,
+        permission="requests.reply",
+        scope=STAFF,
+        body=RequiredNoteBody.parse,
+    ),
+    Action(
+        "decline_offer",  # an offered volunteer says no: the offer is withdrawn, no points
+        (S.ASSIGNED,),
+        SAME,
+        permission="requests.decline_offer",
+        scope=("offered",),
+        body=NoteBody.parse,
+        handler=handlers.decline_offer,
+    ),
+    Action(
+        "give_back",  # the assignee hands the work back to the grid, with a reason
+        _WORK[1:],
+        S.ASSIGNED,
+        permission="requests.give_back",
+        scope=("assignee",),
+        body=ReasonBody.parse,
+        load="drop",
+        notify=Notify("given_back", ("owner",)),
     ),
     # publishing a redraw moves open requests to the new grid rows (layers.drafts)
     Action("rehome", _NOT_FINISHED, SAME, listed=False),

@@ -36,8 +36,11 @@ ALLOWED: dict[str, set[str]] = {
     "reassign": LEADERS_UP,
     "escalate": STAFF_ALL,
     "assign": {"street_staff", "admin"},  # community_staff is bound to the other community
+    "reply": STAFF_ALL,
+    "decline_offer": {"volunteer", "volunteer2"},
+    "give_back": {"volunteer"},  # the assignee only
 }
-STATE = {"start": "claimed", "resolve": "claimed", "reopen": "resolved"}
+STATE = {"start": "claimed", "resolve": "claimed", "reopen": "resolved", "give_back": "claimed"}
 
 TABLES = ("requests", "request_events", "request_offers", "notifications", "volunteers")
 
@@ -81,6 +84,8 @@ def test_action_by_every_role(client, session, world, headers, action) -> None:
     other = _fresh(session, world, "other")
     bodies = {
         "resolve": {"note": "done"},
+        "reply": {"note": "已联系物业"},
+        "give_back": {"reason": "今天走不开"},
         "reject": {"reason": "not ours"},
         "mark_duplicate": {"duplicate_of": other},
         "reassign": {"grid_code": world.mini.east.code},

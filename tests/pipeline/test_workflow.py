@@ -76,12 +76,12 @@ def test_low_rating_reopens_automatically(client, session, world) -> None:
 def test_illegal_transition_names_the_allowed_actions(client, session, world) -> None:
     rid = submit(client).get_json()["id"]
     admin = token(client, world.users["admin"])
-    r = client.post(f"/api/v1/requests/{rid}/resolve", headers=admin, json={"note": "x"})
+    r = client.post(f"/api/v1/requests/{rid}/start", headers=admin)
     assert r.status_code == 409
     err = r.get_json()["error"]
     assert err["code"] == "illegal_transition"
     assert err["details"]["allowed"] == allowed_actions("assigned")
-    assert "claim" in err["details"]["allowed"] and "resolve" not in err["details"]["allowed"]
+    assert "claim" in err["details"]["allowed"] and "start" not in err["details"]["allowed"]
     # an unknown action is not a route
     assert client.post(f"/api/v1/requests/{rid}/explode", headers=admin).status_code == 404
 
