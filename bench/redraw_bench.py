@@ -54,8 +54,9 @@ from bench.common import (
 )
 from data.synthetic import generate_district
 from geo.validation import UtmProjector, polygonal_part
+from layers.drafts import edits, service
 from layers.drafts import impact as impact_service
-from layers.drafts import service
+from layers.drafts import publish as drafts_publish
 from layers.grids.repo import LIVE_GRIDS, current_generation
 
 logger = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
                 ],
             }
             with Timer() as t:
-                service.apply_edit(
+                edits.apply_edit(
                     session=session,
                     draft_id=draft_a,
                     user_id=uid,
@@ -430,7 +431,7 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
             cut_line = cproj.to_lonlat(shapely.LineString([(c_pt.x, y0 - 10), (c_pt.x, y1 + 10)]))
             session.rollback()
             with Timer() as t:
-                service.apply_edit(
+                edits.apply_edit(
                     session=session,
                     draft_id=draft_c,
                     user_id=uid,
@@ -448,12 +449,14 @@ def run(url: str, sizes: dict[str, int], *, seed: int, repeats: int) -> dict[str
             before_gen = current_generation(session)
             session.rollback()
             with Timer() as t:
-                result = service.publish_draft(session=session, draft_id=draft_a, user_id=uid)
+                result = drafts_publish.publish_draft(
+                    session=session, draft_id=draft_a, user_id=uid
+                )
             fig["publish_s"] = round(t.s, 4)
             fig["publish_requests_rehomed"] = result["requests_rehomed"]
             fig["publish_requests_changed_grid"] = result["requests_changed_grid"]
             with Timer() as t:
-                undo = service.restore_generation(
+                undo = drafts_publish.restore_generation(
                     session=session, generation=before_gen, user_id=uid,
                     community_code=largest.code,
                 )  # fmt: skip

@@ -13,8 +13,8 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from layers.drafts import edits, publish, service
 from layers.drafts import impact as impact_service
-from layers.drafts import service
 from layers.errors import BadRequest, PayloadTooLarge
 from web.api import json_body, parse_limit
 from web.auth import current_principal, policy
@@ -92,7 +92,7 @@ def discard_draft(draft_id: int):
 @bp.post("/drafts/<int:draft_id>/edits")
 @policy("drafts.edit")
 def edit_draft(draft_id: int):
-    summary = service.apply_edit(
+    summary = edits.apply_edit(
         session=db_session(), draft_id=draft_id, user_id=_user_id(), body=json_body()
     )
     return _document(draft_id, summary)
@@ -125,7 +125,7 @@ def upload_draft(draft_id: int):
     with tempfile.TemporaryDirectory(prefix="minqing-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
         upload.save(path)
-        summary = service.replace_from_file(
+        summary = edits.replace_from_file(
             session=db_session(),
             draft_id=draft_id,
             user_id=_user_id(),
@@ -157,7 +157,7 @@ def draft_impact(draft_id: int):
 @bp.post("/drafts/<int:draft_id>/publish")
 @policy("drafts.publish")
 def publish_draft(draft_id: int):
-    result = service.publish_draft(session=db_session(), draft_id=draft_id, user_id=_user_id())
+    result = publish.publish_draft(session=db_session(), draft_id=draft_id, user_id=_user_id())
     return jsonify(result), 201
 
 
@@ -165,7 +165,7 @@ def publish_draft(draft_id: int):
 @policy("drafts.history")
 def generations():
     limit = parse_limit(request.args.get("limit"))
-    return jsonify({"generations": service.list_generations(session=db_session(), limit=limit)})
+    return jsonify({"generations": publish.list_generations(session=db_session(), limit=limit)})
 
 
 @bp.post("/generations/<int:generation>/restore")
@@ -173,7 +173,7 @@ def generations():
 def restore_generation(generation: int):
     body = request.get_json(silent=True) or {}
     code = body.get("community_code") if isinstance(body, dict) else None
-    result = service.restore_generation(
+    result = publish.restore_generation(
         session=db_session(), generation=generation, user_id=_user_id(), community_code=code
     )
     return jsonify(result), 201
