@@ -55,6 +55,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.errors import Unprocessable
+from layers.importers.common import (
+    ImportReport,
+    LayerReport,
+    _check_file,
+    _reasons,
+    _transaction,
+)
 from layers.importers.files import (
     CRS_LONLAT,
     normalise_crs,
@@ -72,13 +79,6 @@ from layers.importers.requests_bulk_read import (
     category_deadline_hours,
     read_history,
     validate_history,
-)
-from layers.importers.service import (
-    ImportReport,
-    LayerReport,
-    _check_file,
-    _reasons,
-    _transaction,
 )
 from layers.importers.store import temp_table
 from layers.requests.events import history_sql

@@ -24,6 +24,11 @@ from geo.crs import to_wgs84
 from layers.catalogues import request_categories
 from layers.errors import BadRequest, Unprocessable
 from layers.grids.repo import live_sql
+from layers.importers.common import (
+    LayerReport,
+    _find_column,
+    reference_boxes,
+)
 from layers.importers.files import (
     _LAT_NAMES,
     _LON_NAMES,
@@ -33,11 +38,6 @@ from layers.importers.files import (
     is_geographic,
     read_source,
     text_value,
-)
-from layers.importers.service import (
-    LayerReport,
-    _find_column,
-    reference_boxes,
 )
 from layers.requests.schemas import MAX_TEXT_CHARS
 

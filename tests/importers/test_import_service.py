@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.errors import MinqingError
-from layers.importers import service
+from layers.importers import writers_grids
 from layers.importers.osm_read import OsmFrames, read_osm
 from layers.importers.service import import_file, import_network, import_osm
 from tests.shared_data import shared_data_dir
@@ -169,7 +169,7 @@ def test_failed_osm_import_leaves_database_unchanged(
     with committed_db.session() as s:
         before = counts(s)
     fake, seen = _fail_mid_way(kind)
-    monkeypatch.setattr(service, "replace_network", fake)
+    monkeypatch.setattr(writers_grids, "replace_network", fake)
     with committed_db.session() as s:
         if kind == "python":
             with pytest.raises(RuntimeError, match="injected"):
