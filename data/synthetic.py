@@ -984,7 +984,7 @@ def _write_requests(
                     "community_id": _lookup(live_comm, hit[a:b]),
                     "building_code": building_code[a:b],
                     "deadline_at": ts(deadline_now[a:b]),
-                    "original_deadline_at": ts(deadline[a:b]),
+                    "first_deadline_at": ts(deadline[a:b]),
                     "resolved_at": ts(resolved_at[a:b], closed[a:b]),
                     "closed_at": ts(end_at[a:b], ended[a:b]),
                     "rating": pd.Series(rating[a:b], dtype="Int64").where(rated[a:b]),

@@ -231,7 +231,7 @@ _REQUEST_COLUMNS = {
     "grid_id": "nullif(grid_id, 0)",
     "community_id": "community_id",
     "deadline_at": "created_at + hours * interval '1 hour'",
-    "original_deadline_at": "created_at + hours * interval '1 hour'",
+    "first_deadline_at": "created_at + hours * interval '1 hour'",
     "resolved_at": "resolved_at",
     "closed_at": "closed_at",
     "rating": "nullif(rating, 0)",

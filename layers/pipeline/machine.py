@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 SAME = "<same>"  # target of an action that keeps the state (a reply, a re-homing)
 START = None  # the "from" state of the action that creates an entity
-DEADLINES = ("level",)  # the declared deadline effects an entity kind applies
+DEADLINES = ("level", "restart")  # the declared deadline effects an entity kind applies
 LOADS = ("take", "release", "drop")  # the declared load effects
 
 
@@ -50,7 +50,9 @@ class Action:
     - ``body``: parses the request body into the handler's input (raises 400 / 422);
     - ``check``: looks up what the action needs before the transition is tried (422 for a
       grid or volunteer that does not exist, say), leaving it in ``step.found``;
-    - ``deadline``: ``None`` keeps it, ``"level"`` starts a new one for the owning level;
+    - ``deadline``: ``None`` keeps it, ``"level"`` starts a new one when the entity reaches
+      another owning level (a hand-off within a level moves nothing), ``"restart"`` starts a
+      new one at the same level;
     - ``load``: ``"take"`` a slot of the assignee's load, ``"release"`` it, ``"drop"`` it and
       clear the assignee;
     - ``points``: ledger event name (or a function of the body) credited to the assignee;

@@ -5,7 +5,10 @@ The declared effects of the action table are applied here, once for every action
   of their load (409 ``load_limit_reached`` when full); ``release`` gives the slot back
   when the request stops being their open work; ``drop`` also clears the assignee;
 - ``points``: the ledger event's 正能量值 credited to the assignee (recorded in the event);
-- ``deadline``: ``level`` starts a new deadline for the owning level (DESIGN §3);
+- ``deadline``: ``level`` starts a new deadline when the request reaches another level (owner
+  level or grid; a hand-off to a volunteer within the level moves nothing), ``restart`` a new
+  one at the same level (reopen); either way a level deadline that had passed before the
+  step is remembered in ``was_overdue`` (DESIGN §3);
 - ``stamp``: ``resolved_at`` / ``closed_at`` set to now.
 """
 
@@ -28,7 +31,7 @@ from layers.requests.models import Request
 from layers.requests.recipients import addressees, grid_people, outbox_rows, owner_people
 from layers.requests.rules import deadline_hours, points_for
 from layers.requests.schemas import ticket_hash, ticket_request_id
-from layers.requests.states import HOLDS_LOAD
+from layers.requests.states import HOLDS_LOAD, OPEN
 from layers.requests.workflow import MACHINE
 from layers.volunteers.models import Volunteer
 
@@ -44,6 +47,11 @@ def load_request(session: Session, request_id: int, *, lock: bool = True) -> Req
 
 def new_deadline(req: Request, now: Any) -> Any:
     return now + timedelta(hours=deadline_hours(req.category, req.owner_level))
+
+
+def is_overdue(req: Request, status: str, now: Any) -> bool:
+    """The current level's deadline has passed and the request is still open (未结)."""
+    return status in OPEN and req.deadline_at is not None and req.deadline_at < now
 
 
 class RequestKind:
@@ -77,7 +85,11 @@ class RequestKind:
         return Actor.system()
 
     def snapshot(self, row: Request) -> dict[str, Any]:
-        return {"assignee_id": row.assignee_id, "owner_level": row.owner_level}
+        return {
+            "assignee_id": row.assignee_id,
+            "owner_level": row.owner_level,
+            "grid_id": row.grid_id,
+        }
 
     def apply_load(self, session: Session, step: Step) -> None:
         req: Request = step.row
@@ -119,7 +131,13 @@ class RequestKind:
                     .where(Volunteer.id == req.assignee_id)
                     .values(points=Volunteer.points + pts)
                 )
-        if action.deadline == "level":
+        if is_overdue(req, step.from_status, step.now):
+            req.was_overdue = True
+        moved = (req.owner_level, req.grid_id) != (
+            step.before["owner_level"],
+            step.before["grid_id"],
+        )
+        if action.deadline == "restart" or (action.deadline == "level" and moved):
             req.deadline_at = new_deadline(req, step.now)
             step.data["deadline"] = req.deadline_at.isoformat()
         if action.stamp is not None:

@@ -74,7 +74,7 @@ def write_outbox(session: Session, event_id: int, kind: str, rows: list[dict]) -
 INTAKE_INSERT_SQL = text(
     "WITH r AS (INSERT INTO requests (id, number, ticket_hash, category, text, contact_name,"
     " contact_phone, status, owner_level, grid_id, community_id, building_code, deadline_at,"
-    " original_deadline_at, source, geom, created_at, updated_at)"
+    " first_deadline_at, source, geom, created_at, updated_at)"
     " VALUES (:id, :number, :ticket_hash, :category, :text, :contact_name, :contact_phone,"
     " :status, :owner_level, :grid_id, :community_id, :building_code, :deadline, :deadline,"
     " :source, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :now, :now) RETURNING id),"

@@ -21,7 +21,7 @@ from layers.requests.access import Actor
 from layers.requests.entity import REQUESTS, load_request
 from layers.requests.intake import IDEMPOTENCY_TTL
 from layers.requests.models import IdempotencyKey, Request
-from layers.requests.schemas import now_utc
+from layers.requests.schemas import ReasonBody, now_utc
 from layers.requests.states import OwnerLevel
 from layers.requests.workflow import MACHINE
 from layers.transactions import unit_of_work
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 AUTO_CLOSE_AFTER = timedelta(days=7)
 AUTO_CLOSE_NOTE = "办结后 7 天未评价，自动关闭"
+OVERDUE_REASON = ReasonBody("超过本级办理时限，自动上报上一级")
 
 
 def _each_locked(
@@ -72,7 +73,14 @@ def run_escalations(
             ],
             batch,
             lambda req: run(
-                REQUESTS, session, req, "escalate", actor=system, now=now, options=options
+                REQUESTS,
+                session,
+                req,
+                "escalate",
+                actor=system,
+                now=now,
+                parsed=OVERDUE_REASON,
+                options=options,
             ),
         )
         auto_closed = _each_locked(

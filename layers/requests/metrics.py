@@ -64,7 +64,7 @@ def compute_metrics(
                count(*) AS received,
                count(*) FILTER (WHERE r.status = 'closed') AS closed,
                count(*) FILTER (WHERE r.status = ANY(:done)
-                                AND r.resolved_at <= r.original_deadline_at) AS on_time,
+                                AND r.resolved_at <= r.first_deadline_at) AS on_time,
                avg(r.rating)::float AS mean_rating,
                count(r.rating) AS rated,
                count(*) FILTER (WHERE r.status = ANY(:open)) AS open_backlog,

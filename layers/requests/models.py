@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -72,7 +74,10 @@ class Request(Base):
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     building_code: Mapped[str | None] = mapped_column(String(24))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    original_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # set at intake, never changed (按期结案率); deadline_at is the current level's (0008)
+    first_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # some level's deadline passed before it was met (kept when the level changes)
+    was_overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rating: Mapped[int | None] = mapped_column(SmallInteger)

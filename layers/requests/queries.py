@@ -140,7 +140,7 @@ def request_detail(
     ).all()
     out.update(
         {
-            "original_deadline": iso(row["original_deadline_at"], tz),
+            "first_deadline": iso(row["first_deadline_at"], tz),
             "updated_at": iso(row["updated_at"], tz),
             "resolved_at": iso(row["resolved_at"], tz),
             "closed_at": iso(row["closed_at"], tz),

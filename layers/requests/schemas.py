@@ -217,7 +217,7 @@ def contact_view(name: str | None, phone: str | None, *, pii: bool) -> dict[str,
 # -- action bodies (the ``body`` column of the action table) ----------------------------------
 @dataclass(frozen=True)
 class NoteBody:
-    """An optional note (reopen, escalate, withdraw)."""
+    """An optional note (reopen, withdraw, decline_offer)."""
 
     note: str | None = None
 
@@ -239,7 +239,8 @@ class RequiredNoteBody:
 
 @dataclass(frozen=True)
 class ReasonBody:
-    """A handoff that needs a reason (reject); the reason is the event's note."""
+    """A handoff that needs a reason (reject, escalate, give_back); the reason is the event's
+    note, shown in the timeline (DESIGN §3: handoffs need a reason)."""
 
     reason: str
 
@@ -254,14 +255,20 @@ class ReasonBody:
 
 @dataclass(frozen=True)
 class DuplicateBody:
-    """The request this one repeats, by id or number."""
+    """The request this one repeats, by id or number, and why."""
 
     duplicate_of: Any  # checked against the requests in scope (handlers.check_duplicate)
-    note: str | None = None
+    reason: str
+
+    @property
+    def note(self) -> str:
+        return self.reason
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DuplicateBody:
-        return cls(body.get("duplicate_of"), optional_str(body, "note", MAX_NOTE_CHARS))
+        if body.get("duplicate_of") is None:
+            raise BadRequest("missing_field", field="duplicate_of")
+        return cls(body["duplicate_of"], required_str(body, "reason", MAX_NOTE_CHARS))
 
 
 @dataclass(frozen=True)
@@ -278,18 +285,30 @@ class AssignBody:
 
 @dataclass(frozen=True)
 class ReassignBody:
-    """Exactly one of another volunteer (sole offer) or another live grid."""
+    """Exactly one of another volunteer (sole offer) or another live grid, and why.
 
-    volunteer_id: Any = None  # both checked in scope (handlers.check_reassign)
-    grid_code: Any = None
-    note: str | None = None
+    ``override``: the leader confirms a volunteer who lacks the category's skill, is not
+    available now or is at the load limit (the reason says why)."""
+
+    volunteer_id: Any  # both checked in scope (handlers.check_reassign)
+    grid_code: Any
+    reason: str
+    override: bool = False
+
+    @property
+    def note(self) -> str:
+        return self.reason
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ReassignBody:
         volunteer_id, grid_code = body.get("volunteer_id"), body.get("grid_code")
         if (volunteer_id is None) == (grid_code is None):
             raise BadRequest("missing_field", field="volunteer_id or grid_code (exactly one)")
-        return cls(volunteer_id, grid_code, optional_str(body, "note", MAX_NOTE_CHARS))
+        override = body.get("override", False)
+        if not isinstance(override, bool):
+            raise BadRequest("invalid_field", field="override", reason="true or false")
+        reason = required_str(body, "reason", MAX_NOTE_CHARS)
+        return cls(volunteer_id, grid_code, reason, override)
 
 
 @dataclass(frozen=True)

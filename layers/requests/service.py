@@ -173,7 +173,7 @@ def mark_duplicate(
     request_id: int,
     actor: Actor,
     duplicate_of: Any,
-    note: str | None = None,
+    reason: str,
     now: datetime | None = None,
 ) -> Request:
     return perform_action(
@@ -181,7 +181,7 @@ def mark_duplicate(
         request_id=request_id,
         action="mark_duplicate",
         actor=actor,
-        body=_keep(duplicate_of=duplicate_of, note=note),
+        body=_keep(duplicate_of=duplicate_of, reason=reason),
         now=now,
     )
 
@@ -191,7 +191,7 @@ def escalate_request(
     session: Session,
     request_id: int,
     actor: Actor,
-    note: str | None = None,
+    reason: str,
     now: datetime | None = None,
 ) -> Request:
     return perform_action(
@@ -199,7 +199,7 @@ def escalate_request(
         request_id=request_id,
         action="escalate",
         actor=actor,
-        body=_keep(note=note),
+        body={"reason": reason},
         now=now,
     )
 

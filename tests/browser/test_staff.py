@@ -60,7 +60,9 @@ def staff_site(committed_db, committed_client, live_server) -> Site:
     )
     assert escalated["grid"] is not None and escalated["grid"]["code"] == LEADER_GRID, escalated
     resp = client.post(
-        f"/api/v1/requests/{escalated['id']}/escalate", json={"note": "需社区协调"}, headers=leader
+        f"/api/v1/requests/{escalated['id']}/escalate",
+        json={"reason": "需社区协调"},
+        headers=leader,
     )
     assert resp.status_code == 200 and resp.get_json()["owner_level"] == "community"
     others = [

@@ -198,7 +198,7 @@ def test_csv_rows_become_requests_with_legal_event_chains(session, tmp_path: Pat
             assert (req.grid_id, req.community_id) == tuple(expect)
             assert req.owner_level == "grid"
         hours = deadline_hours(req.category, "grid")
-        assert req.original_deadline_at == req.created_at + timedelta(hours=hours)
+        assert req.first_deadline_at == req.created_at + timedelta(hours=hours)
         assert req.ticket_hash == f"imported:{req.number}"
         assert req.number.startswith("H") and len(req.number) == 20
     assert rep.stats["events"] == n_events

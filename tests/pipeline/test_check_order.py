@@ -15,6 +15,8 @@ from layers.requests.entity import REQUESTS, load_request
 from tests.factories import token
 from tests.pipeline.conftest import submit
 
+UP = {"reason": "需上级协调"}
+
 
 def _code(resp) -> str:
     return resp.get_json()["error"]["code"]
@@ -47,7 +49,9 @@ def test_reassigning_to_the_assignee_who_is_full_is_refused(client, session, wor
     )
     leader = token(client, world.users["grid_leader"])
     r = client.post(
-        f"/api/v1/requests/{rid}/reassign", headers=leader, json={"volunteer_id": near.id}
+        f"/api/v1/requests/{rid}/reassign",
+        headers=leader,
+        json={"volunteer_id": near.id, "reason": "熟悉情况"},
     )
     assert r.status_code == 409 and _code(r) == "load_limit_reached"
     detail = client.get(f"/api/v1/requests/{rid}", headers=leader).get_json()
@@ -58,10 +62,11 @@ def test_escalating_past_the_district_says_so_even_when_closed(client, world) ->
     admin = token(client, world.users["admin"])
     rid = submit(client).get_json()["id"]
     for _ in range(3):
-        assert client.post(f"/api/v1/requests/{rid}/escalate", headers=admin).status_code == 200
+        r = client.post(f"/api/v1/requests/{rid}/escalate", headers=admin, json=UP)
+        assert r.status_code == 200
     r = client.post(f"/api/v1/requests/{rid}/reject", headers=admin, json={"reason": "重复"})
     assert r.get_json()["owner_level"] == "district"
-    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=admin)
+    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=admin, json=UP)
     assert r.status_code == 409 and _code(r) == "cannot_escalate"
 
 

@@ -67,6 +67,7 @@ def _simulate(session, world, n: int = 70, seed: int = 7) -> datetime:
                     request_id=rid,
                     actor=admin,
                     duplicate_of=previous,
+                    reason="同一处问题",
                     now=t + timedelta(hours=1),
                 )
             elif roll < 0.18:

@@ -87,8 +87,9 @@ def test_action_by_every_role(client, session, world, headers, action) -> None:
         "reply": {"note": "已联系物业"},
         "give_back": {"reason": "今天走不开"},
         "reject": {"reason": "not ours"},
-        "mark_duplicate": {"duplicate_of": other},
-        "reassign": {"grid_code": world.mini.east.code},
+        "escalate": {"reason": "需上级协调"},
+        "mark_duplicate": {"duplicate_of": other, "reason": "同一处问题"},
+        "reassign": {"grid_code": world.mini.east.code, "reason": "属东网格"},
         "assign": {"grid_code": world.mini.west.code},
     }
     for role in ROLES:

@@ -12,6 +12,8 @@ from layers.requests.workflow import allowed_actions
 from tests.factories import X0, Y0, forge_status, token
 from tests.pipeline.conftest import request_events, submit
 
+UP = {"reason": "需上级协调"}
+
 
 def _vol(session, vid: int):
     return session.execute(
@@ -123,7 +125,7 @@ def test_withdraw_reject_and_mark_duplicate(client, session, world) -> None:
     r = client.post(
         f"/api/v1/requests/{d['id']}/mark_duplicate",
         headers=staff,
-        json={"duplicate_of": c["number"]},
+        json={"duplicate_of": c["number"], "reason": "同一处漏水"},
     )
     assert r.status_code == 200
     assert r.get_json()["status"] == "duplicate" and r.get_json()["duplicate_of"] == c["number"]
@@ -136,12 +138,14 @@ def test_reassign_to_volunteer_or_grid(client, session, world) -> None:
     r = client.post(
         f"/api/v1/requests/{rid}/reassign",
         headers=leader,
-        json={"volunteer_id": far, "note": "他熟悉情况"},
+        json={"volunteer_id": far, "reason": "他熟悉情况"},
     )
     assert r.status_code == 200, r.get_json()
     assert [o["volunteer_id"] for o in r.get_json()["offers"]] == [far]
     r = client.post(
-        f"/api/v1/requests/{rid}/reassign", headers=leader, json={"grid_code": world.mini.east.code}
+        f"/api/v1/requests/{rid}/reassign",
+        headers=leader,
+        json={"grid_code": world.mini.east.code, "reason": "在东网格"},
     )
     assert r.status_code == 200 and r.get_json()["in_scope"] is False  # now the east grid's
     admin = token(client, world.users["admin"])
@@ -158,11 +162,11 @@ def test_escalation_chain_and_deadlines(client, session, world) -> None:
     hours = escalation_deadline_hours()
     for level in ("community", "street", "district"):
         t0 = datetime.now(UTC)
-        r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader)
+        r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader, json=UP)
         assert r.status_code == 200 and r.get_json()["owner_level"] == level
         deadline = datetime.fromisoformat(r.get_json()["deadline"])
         assert abs((deadline - t0) - timedelta(hours=hours[level])) < timedelta(seconds=30)
-    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader)
+    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader, json=UP)
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "cannot_escalate"
 
 

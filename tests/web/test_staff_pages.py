@@ -139,7 +139,11 @@ def test_metrics_csv_equals_the_metrics_api(client, session):
     # some history so the figures differ: an escalation, a rejection, one old request
     first_grid_request = made[0]["id"]
     assert (
-        client.post(f"/api/v1/requests/{first_grid_request}/escalate", json={}, headers=leader)
+        client.post(
+            f"/api/v1/requests/{first_grid_request}/escalate",
+            json={"reason": "需社区协调"},
+            headers=leader,
+        )
     ).status_code == 200
     reject = client.post(
         f"/api/v1/requests/{made[2]['id']}/reject", json={"reason": "不属实"}, headers=admin
