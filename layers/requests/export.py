@@ -44,6 +44,11 @@ METRIC_COLUMNS = (
     "rated",
     "open_backlog",
     "overdue",
+    "was_overdue",
+    "grid_on_time_rate",
+    "community_on_time_rate",
+    "street_on_time_rate",
+    "district_on_time_rate",
 )
 MAX_HEAT_POINTS = 50_000
 _NOT_RECEIVED = [Status.REJECTED.value, Status.DUPLICATE.value]

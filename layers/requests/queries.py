@@ -84,6 +84,7 @@ def _summary(
     overdue = bool(
         row["status"] in _OPEN and row["deadline_at"] is not None and row["deadline_at"] < now
     )
+    late = overdue or bool(row["was_overdue"])
     category = categories_by_code().get(row["category"])
     return {
         "id": row["id"],
@@ -101,8 +102,10 @@ def _summary(
         ),
         "location": location or point_view(row["lon"], row["lat"]),
         "building_code": row["building_code"],
-        "deadline": iso(row["deadline_at"], tz),
-        "overdue": overdue,
+        "deadline": iso(row["deadline_at"], tz),  # the current level's
+        "first_deadline": iso(row["first_deadline_at"], tz),  # set at intake, never moved
+        "overdue": overdue,  # open and past the current level's deadline
+        "was_overdue": late,  # some level's deadline passed before it was met
         "created_at": iso(row["created_at"], tz),
         "rating": row["rating"],
         "contact": contact_view(row["contact_name"], row["contact_phone"], pii=pii),
@@ -140,7 +143,6 @@ def request_detail(
     ).all()
     out.update(
         {
-            "first_deadline": iso(row["first_deadline_at"], tz),
             "updated_at": iso(row["updated_at"], tz),
             "resolved_at": iso(row["resolved_at"], tz),
             "closed_at": iso(row["closed_at"], tz),
