@@ -3,7 +3,9 @@
 Every request goes through ``submit_request`` at its historical time, then volunteers claim,
 start and resolve it and residents rate it — each through the same service functions the API
 uses — so events, offers, points and metrics stay consistent. Rates are seeded and vary by
-grid (some grids are slower or rated lower) so the dashboard shows real spread.
+grid (some grids are slower or rated lower) so the dashboard shows real spread; some work
+runs late whatever the grid and some goes up to the community, so lateness shows in every
+community (no dashboard shows 100 %).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from layers.auth.permissions import Binding, Principal, grant_for
 from layers.catalogues import request_categories
 from layers.errors import MinqingError
 from layers.requests import service
+from layers.requests.rules import escalation_deadline_hours
 from layers.requests.schemas import IntakeInput
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ class Rates:
     withdrawn: float = 0.02
     claimed: float = 0.9  # of those offered to someone
     rated: float = 0.75  # of those resolved
+    late: float = 0.1  # of those claimed: the work overruns the deadline whatever the grid
+    escalated: float = 0.04  # the grid hands it up to the community, which resolves it
     open_if_younger_h: float = 48.0  # recent requests are still being worked on
 
 
@@ -57,12 +62,42 @@ def _volunteer_actor(user_id: int, community_id: int | None) -> dict[str, servic
     }
 
 
-def _admin_actor(session: Session) -> service.Actor:
+def _admin_actors(session: Session) -> dict[str, service.Actor]:
     admin_id = session.scalar(text("SELECT id FROM users WHERE username = 'admin'"))
     principal = Principal(user_id=admin_id, bindings=(Binding(role="admin"),))
-    return service.Actor(
-        kind="user", user_id=admin_id, grant=grant_for("requests.reject", principal)
+    return {
+        action: service.Actor(kind="user", user_id=admin_id, grant=grant_for(action, principal))
+        for action in ("requests.reject", "requests.escalate", "requests.resolve")
+    }
+
+
+def _escalated_to_community(
+    session: Session, rid: int, at: datetime, age_h: float, rng: Any, admin: dict[str, Any]
+) -> str:
+    """The grid hands the request up by hand; the community resolves it, mostly in time."""
+    up_h = float(rng.uniform(1, 12))
+    if up_h > age_h:
+        return "awaiting_claim"
+    service.escalate_request(
+        session=session,
+        request_id=rid,
+        actor=admin["requests.escalate"],
+        reason="涉及多个部门，需社区协调",
+        now=at + timedelta(hours=up_h),
     )
+    done_h = up_h + float(
+        rng.lognormal(np.log(escalation_deadline_hours()["community"] * 0.6), 0.6)
+    )
+    if done_h + 1 > age_h:
+        return "escalated_open"
+    service.resolve_request(
+        session=session,
+        request_id=rid,
+        actor=admin["requests.resolve"],
+        note="社区协调物业和相关部门解决",
+        now=at + timedelta(hours=done_h),
+    )
+    return "escalated_resolved"
 
 
 def replay_history(
@@ -85,7 +120,7 @@ def replay_history(
         )
     }
     grid_quality: dict[str, float] = {}
-    admin = _admin_actor(session)
+    admin = _admin_actors(session)
     counts: Counter[str] = Counter()
     rows = list(intake.itertuples())
     for row in tqdm(rows, disable=not progress, desc="replaying demo history", unit="req"):
@@ -119,7 +154,7 @@ def replay_history(
             service.reject_request(
                 session=session,
                 request_id=rid,
-                actor=admin,
+                actor=admin["requests.reject"],
                 reason="不属于社区受理范围",
                 now=at + timedelta(hours=2),
             )
@@ -131,7 +166,13 @@ def replay_history(
             )
             counts["withdrawn"] += 1
             continue
-        offers = body.get("offered_volunteers") or []
+        if rng.random() < rates.escalated:
+            counts[_escalated_to_community(session, rid, at, age_h, rng, admin)] += 1
+            continue
+        offers = session.scalars(
+            text("SELECT volunteer_id FROM request_offers WHERE request_id = :r ORDER BY rank"),
+            {"r": rid},
+        ).all()
         if not offers or rng.random() > rates.claimed:
             counts["left_open"] += 1
             continue
@@ -141,7 +182,7 @@ def replay_history(
             counts["awaiting_claim"] += 1
             continue
         pick = offers[min(int(rng.geometric(0.5)) - 1, len(offers) - 1)]
-        actors = _volunteer_actor(*volunteers[pick["volunteer_id"]])
+        actors = _volunteer_actor(*volunteers[pick])
         try:
             service.claim_request(
                 session=session,
@@ -157,6 +198,8 @@ def replay_history(
         work_h = claim_h + float(
             rng.lognormal(np.log(deadline_h * (0.35 + 0.6 * (1 - quality))), 0.5)
         )
+        if rng.random() < rates.late:  # a part that had to be ordered, a resident away…
+            work_h = max(work_h, deadline_h * float(rng.uniform(1.05, 2.0)))
         if work_h + 1 > age_h or age_h < rates.open_if_younger_h:
             service.start_request(
                 session=session,

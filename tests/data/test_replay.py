@@ -64,3 +64,40 @@ def test_metrics_show_spread_across_grids(session) -> None:
     assert statistics.pstdev(ratings) > 0.15
     assert statistics.pstdev(on_time) > 0.03
     assert max(on_time) - min(on_time) > 0.1
+
+
+def test_lateness_shows_in_every_community(session) -> None:
+    """DESIGN §3 / issue 14: no dashboard shows 100 % — every community had requests overdue
+    at some level (≥ 10 %) and closed late (≥ 5 %), and some went up to the community."""
+    rows = session.execute(
+        text(
+            """SELECT c.code, count(*) AS received,
+                      avg(r.was_overdue::int) AS was_overdue,
+                      avg((r.status = 'closed' AND r.resolved_at > r.first_deadline_at)::int)
+                          AS closed_late
+               FROM requests r JOIN areas c ON c.id = r.community_id
+               WHERE r.source = 'replay' AND r.status NOT IN ('rejected', 'duplicate')
+               GROUP BY c.code HAVING count(*) >= 30"""
+        )
+    ).all()
+    assert len(rows) >= 3
+    for code, received, was_overdue, closed_late in rows:
+        assert was_overdue >= 0.10, (code, received, was_overdue)
+        assert closed_late >= 0.05, (code, received, closed_late)
+    escalated = session.scalar(
+        text(
+            "SELECT count(DISTINCT request_id) FROM request_events e JOIN requests r"
+            " ON r.id = e.request_id WHERE r.source = 'replay' AND e.action = 'escalate'"
+        )
+    )
+    assert escalated >= 30
+    now = datetime.now(UTC)
+    metrics = compute_metrics(
+        session=session,
+        level="community",
+        period_from=now - timedelta(days=366),
+        period_to=now,
+        now=now,
+    )
+    assert all(m["on_time_rate"] < 1 for m in metrics)
+    assert any(m["community_on_time_rate"] is not None for m in metrics)
