@@ -30,7 +30,6 @@ from layers.requests.offers import (
     CandidateBatch,
     candidate_columns_sql,
     first_batch_size,
-    offer_views,
     rank_volunteers,
     straight_metres,
 )
@@ -153,6 +152,9 @@ class Idempotency:
 
 @dataclass
 class SubmitOutcome:
+    """The answer to a submission. The body counts the volunteers offered but names none
+    (who and how far: the request's offers, shown by the detail view per role)."""
+
     status_code: int
     body: dict[str, Any]
     replayed: bool = False
@@ -328,7 +330,7 @@ def submit_request(
             "community": {"code": placed.community_code, "name": placed.community_name},
             "location": location(placed.lon, placed.lat),
             "deadline": iso(deadline, tz),
-            "offered_volunteers": offer_views(ranked, method),
+            "offered_count": len(ranked),  # not who or where (the detail view shows them)
             "distance_method": method,
             "possible_duplicates": duplicates,
         }

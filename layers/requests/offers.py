@@ -29,7 +29,6 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from geo.crs import from_wgs84, utm_epsg_for_lonlat
-from layers.auth.pii import mask_name
 from layers.volunteers.service import available_at
 
 logger = logging.getLogger(__name__)
@@ -258,17 +257,3 @@ def warm_caches(*, session: Session, max_snap_m: float | None = None) -> int:
         "offer caches warm: graph v%s, %d volunteer home points snapped", loaded.version, len(rows)
     )
     return len(rows)
-
-
-def offer_views(ranked: list[Any], method: str) -> list[dict[str, Any]]:
-    """Offered volunteers as shown at intake: names masked."""
-    return [
-        {
-            "volunteer_id": r.volunteer_id,
-            "name": mask_name(r.name),
-            "rank": r.rank,
-            "distance_m": r.distance_m,
-            "distance_method": method,
-        }
-        for r in ranked
-    ]

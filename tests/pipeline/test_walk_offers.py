@@ -11,7 +11,7 @@ from sqlalchemy import text
 from layers.circles.service import walking_distances_m
 from layers.requests import offers as offer_search
 from layers.volunteers.service import available_at
-from tests.pipeline.conftest import busiest_grid_point, submit
+from tests.pipeline.conftest import busiest_grid_point, stored_offers, submit
 
 
 def test_offers_use_walking_distance_on_the_demo(client, session) -> None:
@@ -20,8 +20,9 @@ def test_offers_use_walking_distance_on_the_demo(client, session) -> None:
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     assert body["distance_method"] == "walk"
-    offers = body["offered_volunteers"]
-    assert offers and all(o["distance_method"] == "walk" for o in offers)
+    offers = [o._asdict() for o in stored_offers(session, body["id"])]
+    assert offers and len(offers) == body["offered_count"]
+    assert all(o["distance_method"] == "walk" for o in offers)
     assert [o["distance_m"] for o in offers] == sorted(o["distance_m"] for o in offers)
     # walking is never shorter than the straight line to the same volunteer
     for o in offers:
