@@ -139,9 +139,22 @@ def load_principal(*, session: Session, user_id: int, token_version: int) -> Pri
     user = session.get(User, user_id)
     if user is None or not user.active or user.token_version != token_version:
         return None
+    return _principal(session, user)
+
+
+def principal_of(*, session: Session, user_id: int) -> Principal | None:
+    """The principal of an active account as it is now (its role bindings), or None; for
+    layers that know only the acting user's id (what a request's detail offers them)."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        return None
+    return _principal(session, user)
+
+
+def _principal(session: Session, user: User) -> Principal:
     rows = session.execute(
         select(RoleBinding.role_code, RoleBinding.area_id, RoleBinding.grid_code).where(
-            RoleBinding.user_id == user_id
+            RoleBinding.user_id == user.id
         )
     ).all()
     return Principal(

@@ -24,7 +24,7 @@ from layers.requests.rules import categories_by_code
 from layers.requests.schemas import DEFAULT_TZ, contact_view, iso, now_utc
 from layers.requests.schemas import location as point_view
 from layers.requests.states import OPEN
-from layers.requests.workflow import allowed_actions, next_status
+from layers.requests.workflow import actions_for, next_status
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def request_detail(
                 }
                 for o in offers
             ],
-            "allowed_actions": allowed_actions(req.status),
+            "allowed_actions": actions_for(session, actor, req),
             "timeline": _timeline(session, request_id, tz, actors=True),
         }
     )

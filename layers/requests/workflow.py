@@ -18,9 +18,16 @@ To add an action: add one row here (and its permission row in
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
+from sqlalchemy.orm import Session
+
+from layers.auth.permissions import Grant, Principal, grant_for
+from layers.auth.service import principal_of
 from layers.pipeline.machine import SAME, START, Action, Notify, StateMachine
 from layers.requests import handlers
+from layers.requests.access import Actor, access_to
+from layers.requests.models import Request
 from layers.requests.schemas import (
     AssignBody,
     DuplicateBody,
@@ -52,6 +59,7 @@ __all__ = [
     "TERMINAL",
     "OwnerLevel",
     "Status",
+    "actions_for",
     "allowed_actions",
     "next_status",
 ]
@@ -236,3 +244,34 @@ def next_status(status: Status | str, action: str) -> Status | None:
     """The status ``action`` leads to from ``status``, or None when it is not allowed."""
     target = MACHINE.next_status(Status(status).value, action)
     return Status(target) if target is not None else None
+
+
+def actions_for(session: Session, actor: Actor, row: Request) -> list[str]:
+    """What ``actor`` may do to ``row`` now, in table order: the actions legal from its state
+    whose permission the actor holds and whose ``scope`` the actor reaches the request in
+    (with the grant for that permission, as the action's route and the runner check it).
+    The row's own checks (target, level above) still decide when the action is performed.
+    A request's detail lists these, so a page offers exactly what its user may do; the
+    system may do every legal action."""
+    legal = allowed_actions(row.status)
+    if actor.kind == "system":
+        return legal
+    principal = (
+        principal_of(session=session, user_id=actor.user_id)
+        if actor.user_id is not None
+        else Principal()
+    )
+    if principal is None:
+        return []
+    reach: dict[Grant, frozenset[str]] = {}
+    out = []
+    for name in legal:
+        action = MACHINE.action(name)
+        grant = grant_for(action.permission, principal) if action.permission else None
+        if grant is None:
+            continue
+        if grant not in reach:
+            reach[grant] = access_to(session, replace(actor, grant=grant), row).scopes
+        if set(action.scope) & reach[grant]:
+            out.append(name)
+    return out
