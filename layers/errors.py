@@ -163,8 +163,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "unknown_volunteer": ("未找到可用的志愿者 {id}。", "No active volunteer {id}."),
     "idempotency_conflict": (
-        "幂等键“{key}”已用于另一个请求体。",
-        "Idempotency-Key '{key}' was already used with a different body.",
+        "该幂等键（Idempotency-Key）已用于内容不同的另一次提交；24 小时内一个键只对应一份内容。",
+        "This Idempotency-Key was already used with a different body; for 24 h a key stands "
+        "for one body only.",
+    ),
+    "weak_idempotency_key": (
+        "幂等键（Idempotency-Key）太弱：按其写法最多 {bits} 位随机数，至少需要 128 位。"
+        "请用 32 个以上十六进制字符，或 22 个以上 base64url 字符（A–Z a–z 0–9 - _），"
+        "例如 16 个随机字节；带连字符的 UUID 最多 122 位随机数，不接受。",
+        "Idempotency-Key too weak: as written it carries at most {bits} random bits; 128 are "
+        "needed. Send 32 or more hex digits, or 22 or more base64url characters "
+        "(A–Z a–z 0–9 - _), e.g. 16 random bytes; a hyphenated UUID carries at most 122 random "
+        "bits and is refused.",
     ),
     "illegal_transition": (
         "当前状态“{status}”下不能执行“{action}”。允许的操作：{allowed}。",

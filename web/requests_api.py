@@ -29,7 +29,6 @@ from layers.requests import metrics as metrics_service
 from layers.requests import service
 from layers.requests.schemas import (
     MAX_NOTE_CHARS,
-    body_sha256,
     optional_str,
     parse_intake,
     parse_rating,
@@ -45,7 +44,6 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("requests_api", __name__, url_prefix="/api/v1")
 
 DEFAULT_RATE_LIMIT = "30/60"
-MAX_IDEMPOTENCY_KEY = 200
 METRICS_PERIOD_DAYS = 30  # the metrics' period when ?from= is absent
 MAX_LIMITER_KEYS = 100_000
 
@@ -145,18 +143,7 @@ def create_request():
             raise RateLimited("rate_limited", retry_after_s=round(retry_s, 1))
     body = json_body()
     intake = parse_intake(body)
-    idem = None
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        key = key.strip()
-        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
-            raise BadRequest("invalid_field", field="Idempotency-Key", reason="1–200 characters")
-        scope = (
-            f"user:{principal.user_id}"
-            if principal.authenticated
-            else f"addr:{_client_address()}"[:80]
-        )
-        idem = service.Idempotency(scope=scope, key=key, body_sha256=body_sha256(body))
+    idem = service.idempotency_for(request.headers.get("Idempotency-Key"), body)
     outcome = service.submit_request(
         session=db_session(),
         intake=intake,

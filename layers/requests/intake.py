@@ -17,13 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import TextClause, delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
-from layers.errors import Conflict
 from layers.requests.events import INTAKE_INSERT_SQL, intake_events
-from layers.requests.models import OPEN_STATUSES_SQL, IdempotencyKey
+from layers.requests.idempotency import Idempotency, claim_key, record_response
+from layers.requests.models import OPEN_STATUSES_SQL
 from layers.requests.offers import (
     DEFAULT_K,
     STRAIGHT_LINE,
@@ -60,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 DUPLICATE_RADIUS_M = 250.0
 DUPLICATE_LIMIT = 10  # possible duplicates shown at intake, nearest first
-IDEMPOTENCY_TTL = timedelta(hours=24)
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -143,13 +141,6 @@ def _intake_reads(
     )
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    scope: str  # "user:<id>" or "addr:<client address>"
-    key: str
-    body_sha256: str
-
-
 @dataclass
 class SubmitOutcome:
     """The answer to a submission. The body counts the volunteers offered but names none
@@ -160,44 +151,6 @@ class SubmitOutcome:
     replayed: bool = False
     request_id: int | None = None
     ticket: str | None = field(default=None, repr=False)
-
-
-def _claim_idempotency_key(
-    session: Session, idem: Idempotency, now: datetime
-) -> SubmitOutcome | None:
-    """Reserve the key (row lock until commit) or return the replay / raise the conflict."""
-    session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.scope == idem.scope,
-            IdempotencyKey.key == idem.key,
-            IdempotencyKey.created_at < now - IDEMPOTENCY_TTL,
-        )
-    )
-    inserted = session.execute(
-        pg_insert(IdempotencyKey)
-        .values(
-            scope=idem.scope,
-            key=idem.key,
-            body_sha256=idem.body_sha256,
-            status_code=0,
-            response={},
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(IdempotencyKey.key)
-    ).first()
-    if inserted is not None:
-        return None
-    row = session.execute(
-        select(IdempotencyKey).where(
-            IdempotencyKey.scope == idem.scope, IdempotencyKey.key == idem.key
-        )
-    ).scalar_one()
-    if row.body_sha256 != idem.body_sha256:
-        raise Conflict("idempotency_conflict", key=idem.key)
-    return SubmitOutcome(
-        status_code=row.status_code, body=row.response, replayed=True, request_id=row.request_id
-    )
 
 
 def request_number(request_id: int, created_at: datetime, tz: str) -> str:
@@ -223,10 +176,16 @@ def submit_request(
     atomic = unit_of_work if idempotency is not None else single_statement_writes
     with atomic(session):
         if idempotency is not None:
-            replay = _claim_idempotency_key(session, idempotency, now)
+            replay = claim_key(session, idempotency, now)
             if replay is not None:
                 session.rollback()
-                return replay
+                return SubmitOutcome(
+                    status_code=replay.status_code,
+                    body=replay.body,
+                    replayed=True,
+                    request_id=replay.request_id,
+                    ticket=replay.body.get("ticket"),
+                )
         point = intake_point(session, intake)
         reads = _intake_reads(session, point, intake.category, k=k) if point else None
         if reads is not None and reads.placement is not None:
@@ -335,13 +294,6 @@ def submit_request(
             "possible_duplicates": duplicates,
         }
         if idempotency is not None:
-            session.execute(
-                update(IdempotencyKey)
-                .where(
-                    IdempotencyKey.scope == idempotency.scope,
-                    IdempotencyKey.key == idempotency.key,
-                )
-                .values(status_code=201, response=body, request_id=reads.request_id)
-            )
+            record_response(session, idempotency, 201, body, reads.request_id)
     logger.info("request %s submitted: %s %s", number, status, placed.grid_code)
     return SubmitOutcome(status_code=201, body=body, request_id=reads.request_id, ticket=ticket)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from layers.pipeline.runner import run
 from layers.requests.access import Actor
 from layers.requests.entity import REQUESTS, load_request
-from layers.requests.intake import IDEMPOTENCY_TTL
+from layers.requests.idempotency import IDEMPOTENCY_TTL
 from layers.requests.models import IdempotencyKey, Request
 from layers.requests.schemas import ReasonBody, now_utc
 from layers.requests.states import OwnerLevel

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -123,15 +124,18 @@ class RequestOffer(Base):
 
 
 class IdempotencyKey(Base):
-    """Idempotency-Key on submit: kept 24 h, scoped to the client that sent it."""
+    """Idempotency-Key on submit (``layers.requests.idempotency``): the key alone is the
+    scope and only its SHA-256 is kept; the first 201 is sealed under a key derived from
+    the Idempotency-Key, so a dump reveals no ticket. Kept 24 h."""
 
     __tablename__ = "idempotency_keys"
 
-    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key_sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     body_sha256: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(SmallInteger)
-    response: Mapped[dict] = mapped_column(JSONB)
+    # nonce ‖ AES-256-GCM ciphertext ‖ tag of the response JSON; NULL only inside the
+    # transaction that took the key
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     created_at: Mapped[datetime] = now_column()
 

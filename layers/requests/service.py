@@ -19,7 +19,8 @@ from layers.errors import NotFound
 from layers.pipeline.runner import parse_body, perform, run
 from layers.requests.access import Access, Actor, access_to, scope_sql
 from layers.requests.entity import REQUESTS, load_by_ticket
-from layers.requests.intake import Idempotency, SubmitOutcome, request_number, submit_request
+from layers.requests.idempotency import Idempotency, idempotency_for
+from layers.requests.intake import SubmitOutcome, request_number, submit_request
 from layers.requests.jobs import run_escalations
 from layers.requests.models import Request
 from layers.requests.offers import DEFAULT_K
@@ -41,6 +42,7 @@ __all__ = [
     "access_to",
     "claim_request",
     "escalate_request",
+    "idempotency_for",
     "list_requests",
     "mark_duplicate",
     "perform_action",
