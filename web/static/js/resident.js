@@ -109,9 +109,89 @@
       });
     });
 
+    // The draft (居民草稿) and its Idempotency-Key, kept in localStorage: one key per draft,
+    // 16 random bytes, so a double tap, or a retry after a lost answer (even after a reload),
+    // replays the first submission instead of making a second request. ``sent`` is the body
+    // first sent under the key while its outcome is unknown: if the draft was edited since
+    // and the server says the key was used with another body (409 idempotency_conflict),
+    // that first body was stored, and re-sending it brings back its ticket.
     var form = document.getElementById("mq-request");
     var error = document.getElementById("mq-error");
     var submit = document.getElementById("mq-submit");
+    var fields = { text: "mq-text", name: "mq-name", phone: "mq-phone" };
+    var DRAFT = "minqing.resident.draft.v1";
+    var memory = null;  // the draft when localStorage is unavailable
+
+    function newKey() {
+      var bytes = new Uint8Array(16);
+      global.crypto.getRandomValues(bytes);
+      return Array.prototype.map.call(bytes, function (b) {
+        return (b + 256).toString(16).slice(1);
+      }).join("");
+    }
+    function loadDraft() {
+      try {
+        var raw = global.localStorage.getItem(DRAFT);
+        return raw ? JSON.parse(raw) : memory;
+      } catch (e) { return memory; }
+    }
+    function storeDraft(draft) {
+      memory = draft;
+      try {
+        if (draft) global.localStorage.setItem(DRAFT, JSON.stringify(draft));
+        else global.localStorage.removeItem(DRAFT);
+      } catch (e) { /* private mode or full: the draft lives in this page only */ }
+    }
+    function saveDraft() {
+      var draft = loadDraft() || { key: newKey(), sent: null };
+      var p = lonlat();
+      draft.category = select.value;
+      draft.lon = p.lon;
+      draft.lat = p.lat;
+      Object.keys(fields).forEach(function (f) {
+        draft[f] = document.getElementById(fields[f]).value;
+      });
+      storeDraft(draft);
+      return draft;
+    }
+    state.resident.draft = loadDraft;
+
+    var restored = loadDraft();
+    if (restored) {
+      var known = Array.prototype.some.call(select.options, function (o) {
+        return o.value === restored.category;
+      });
+      if (known) select.value = restored.category;
+      Object.keys(fields).forEach(function (f) {
+        if (typeof restored[f] === "string") document.getElementById(fields[f]).value = restored[f];
+      });
+      if (typeof restored.lon === "number" && typeof restored.lat === "number") {
+        pin.setLatLng([restored.lat, restored.lon]);
+        map.setView(pin.getLatLng(), map.getZoom());
+      }
+    }
+    form.addEventListener("input", saveDraft);
+    form.addEventListener("change", saveDraft);
+    pin.on("dragend", saveDraft);
+    map.on("click", saveDraft);
+
+    function send(key, payload) {
+      return fetch(config.urls.submit, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json",
+                   "Accept-Language": config.lang, "Idempotency-Key": key },
+        body: payload,
+      }).then(function (r) { return r.json().then(function (b) { return [r.status, b]; }); });
+    }
+    var leaving = false;
+    function submitted(res) {
+      if (leaving) return;  // a double tap's second answer is the same request: go once
+      leaving = true;
+      storeDraft(null);  // done: the next request is a new draft with a new key
+      state.resident.submitted = res[1];
+      global.location.href = config.urls.ticket.replace("TICKET", res[1].ticket);
+    }
+
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       error.textContent = "";
@@ -124,27 +204,37 @@
       var name = document.getElementById("mq-name").value.trim();
       var phone = document.getElementById("mq-phone").value.trim();
       if (name || phone) body.contact = { name: name || null, phone: phone || null };
+      var payload = JSON.stringify(body);
+      var draft = saveDraft();
+      if (!draft.sent) {
+        draft.sent = payload;
+        storeDraft(draft);
+      }
       submit.disabled = true;
       submit.textContent = labels.submitting;
-      fetch(config.urls.submit, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json",
-                   "Accept-Language": config.lang,
-                   "Idempotency-Key": form.dataset.key || (form.dataset.key = String(Date.now()) +
-                                      "-" + Math.random().toString(36).slice(2)) },
-        body: JSON.stringify(body),
-      })
-        .then(function (r) { return r.json().then(function (b) { return [r.status, b]; }); })
+      send(draft.key, payload)
         .then(function (res) {
-          if (res[0] === 201) {
-            state.resident.submitted = res[1];
-            global.location.href = config.urls.ticket.replace("TICKET", res[1].ticket);
-            return;
+          if (res[0] === 201) return submitted(res);
+          var code = res[1] && res[1].error ? res[1].error.code : null;
+          var now = loadDraft() || draft;
+          if (res[0] === 409 && code === "idempotency_conflict" && now.sent) {
+            // the first body sent under this key was stored: bring back its ticket
+            return send(now.key, now.sent).then(function (first) {
+              if (first[0] === 201) return submitted(first);
+              error.textContent = first[1] && first[1].error ? first[1].error.message
+                                                              : "HTTP " + first[0];
+            });
+          }
+          if (res[0] === 409 && code === "idempotency_conflict") {
+            now.key = newKey();  // used by a submission this page no longer knows: start anew
+            storeDraft(now);
+          } else if (res[0] >= 400 && res[0] < 500 && res[0] !== 409 && now.sent === payload) {
+            now.sent = null;  // refused, nothing stored: the key stays free for the correction
+            storeDraft(now);
           }
           error.textContent = res[1] && res[1].error ? res[1].error.message : "HTTP " + res[0];
-          delete form.dataset.key;  // a corrected form is a new request
         })
-        .catch(function (err) { error.textContent = String(err); })
+        .catch(function (err) { error.textContent = String(err); })  // unknown: keep the key
         .finally(function () {
           submit.disabled = false;
           submit.textContent = labels.submit;
