@@ -169,12 +169,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "weak_idempotency_key": (
         "幂等键（Idempotency-Key）太弱：按其写法最多 {bits} 位随机数，至少需要 128 位。"
-        "请用 32 个以上十六进制字符，或 22 个以上 base64url 字符（A–Z a–z 0–9 - _），"
+        "请用 32 个以上十六进制字符，或 22 个以上 base64 / base64url 字符（A–Z a–z 0–9 + / - _），"
         "例如 16 个随机字节；带连字符的 UUID 最多 122 位随机数，不接受。",
         "Idempotency-Key too weak: as written it carries at most {bits} random bits; 128 are "
-        "needed. Send 32 or more hex digits, or 22 or more base64url characters "
-        "(A–Z a–z 0–9 - _), e.g. 16 random bytes; a hyphenated UUID carries at most 122 random "
-        "bits and is refused.",
+        "needed. Send 32 or more hex digits, or 22 or more base64 or base64url characters "
+        "(A–Z a–z 0–9 + / - _), e.g. 16 random bytes; a hyphenated UUID carries at most 122 "
+        "random bits and is refused.",
     ),
     "illegal_transition": (
         "当前状态“{status}”下不能执行“{action}”。允许的操作：{allowed}。",

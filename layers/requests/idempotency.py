@@ -12,9 +12,9 @@ sealed answer cannot be moved to another row. Rows are kept 24 h (``IDEMPOTENCY_
 deadline job purges them).
 
 Key strength: at least 128 random bits as written (``key_bits``): 32 or more hex digits
-(hyphens between them count for nothing), or 22 or more base64url characters
-(A–Z a–z 0–9 - _, '=' padding not counted). A key of hex digits only is counted as hex. A
-UUID in its hyphenated layout is refused: its layout fixes the version and variant, leaving
+(hyphens between them count for nothing), or 22 or more base64 or base64url characters
+(A–Z a–z 0–9 and + / or - _, '=' padding not counted). A key of hex digits only is counted as
+hex. A UUID in its hyphenated layout is refused: its layout fixes the version and variant, leaving
 at most 122 random bits (a version-4 UUID; other versions far fewer).
 """
 
@@ -53,7 +53,7 @@ _HKDF_INFO = b"minqing idempotency replay v1"
 _NONCE_BYTES = 12
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _HEX = re.compile(r"[0-9A-Fa-f-]+")
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")  # either alphabet, standard or URL-safe
 
 
 def key_bits(key: str) -> int:
@@ -62,7 +62,7 @@ def key_bits(key: str) -> int:
         return UUID_RANDOM_BITS
     if _HEX.fullmatch(key):
         return 4 * (len(key) - key.count("-"))
-    if _BASE64URL.fullmatch(key):
+    if _BASE64.fullmatch(key):
         return 6 * len(key.rstrip("="))
     return 0
 

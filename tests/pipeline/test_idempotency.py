@@ -4,6 +4,7 @@ replay is sealed under a key derived from the Idempotency-Key."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import uuid
@@ -104,6 +105,7 @@ WEAK = [
     secrets.token_urlsafe(16)[:21],  # 126 bits of base64url
     "订单-20260101-0001-甲乙丙丁戊己庚辛",  # other characters: not counted
     "key with spaces and enough length in it",
+    "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v",  # '.' is in neither alphabet
     "",
 ]
 STRONG = [
@@ -111,6 +113,7 @@ STRONG = [
     secrets.token_hex(16).upper(),
     uuid.uuid4().hex,  # 32 hex digits as written
     secrets.token_urlsafe(16),  # 22 base64url characters
+    base64.b64encode(secrets.token_bytes(16)).decode(),  # standard base64, '=' padding
     "Zm9vYmFyYmF6cXV1eGNvcmdlZ3JhdWx0Z2FycGx5==",
     "0123-4567-89ab-cdef-0123-4567-89ab-cdef",
 ]

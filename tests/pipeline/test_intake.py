@@ -1,4 +1,5 @@
-"""Intake (DESIGN §3): placement, offers, duplicates, deadline, events, outbox, idempotency."""
+"""Intake (DESIGN §3): placement, offers, duplicates, deadline, events, outbox (the
+Idempotency-Key: test_idempotency.py)."""
 
 from __future__ import annotations
 
