@@ -34,6 +34,8 @@ class Settings:
     walk_snap_limit_m: float = 250.0
     circle_width_m: float = 50.0
     circle_budget_cap_m: float = 5000.0
+    # the assignee sees the resident's name and phone until this many days after closure
+    assignee_pii_days: float = 7.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:
@@ -50,4 +52,5 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         default_locale=env.get("MINQING_LOCALE", "zh-CN"),
         basemap=env.get("MINQING_BASEMAP", "none"),
         tianditu_key=env.get("MINQING_TIANDITU_KEY", ""),
+        assignee_pii_days=float(env.get("MINQING_ASSIGNEE_PII_DAYS", "7")),
     )

@@ -187,6 +187,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "已达到接单上限，请先办结手头的诉求。",
         "Load limit reached; resolve your open requests first.",
     ),
+    "offer_lapsed": (
+        "该诉求的派单已失效（{reason}），不能再查看或接单。",
+        "The offer of this request has lapsed ({reason}); it can no longer be read or claimed.",
+    ),
     "cannot_escalate": (
         "已在最高层级（{owner_level}），无法继续上报。",
         "Already at the top level ({owner_level}); cannot escalate further.",

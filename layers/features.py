@@ -35,34 +35,36 @@ class LayerSpec:
     columns: str  # select list of properties
     personal: bool = False
     where: str = "TRUE"
-    scope_sql: Callable[[Grant], tuple[str, dict[str, Any]]] | None = None
+    scope_sql: Callable[[Grant, str], tuple[str, dict[str, Any]]] | None = None
     mask: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
     simplify: bool = False  # polygons simplified to the map's zoom when one is given
 
 
-def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Grant], tuple]:
-    """Scope filter: rows in the granted areas' subtrees or granted grids.
+def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Grant, str], tuple]:
+    """Scope filter: rows in the granted areas' subtrees or granted grids (bind parameters
+    named after ``prefix``, so the scope and the unmasked part can share one statement).
 
     Rows without a grid of their own (volunteers) are in a granted grid's scope when they
     belong to the community that grid is in: a leader dispatches to neighbours too.
     """
 
-    def build(grant: Grant) -> tuple[str, dict[str, Any]]:
+    def build(grant: Grant, prefix: str = "scope") -> tuple[str, dict[str, Any]]:
         if grant.everything:
             return "TRUE", {}
         clauses = []
         params: dict[str, Any] = {}
+        areas, grids = f"{prefix}_areas", f"{prefix}_grids"
         if grant.area_ids:
-            clauses.append(subtree_sql(community_col, "scope_areas"))
-            params["scope_areas"] = sorted(grant.area_ids)
+            clauses.append(subtree_sql(community_col, areas))
+            params[areas] = sorted(grant.area_ids)
         if grant.grid_codes:
-            params["scope_grids"] = sorted(grant.grid_codes)
+            params[grids] = sorted(grant.grid_codes)
             if grid_code_col:
-                clauses.append(f"{grid_code_col} = ANY(:scope_grids)")
+                clauses.append(f"{grid_code_col} = ANY(:{grids})")
             else:
                 clauses.append(
                     f"{community_col} IN (SELECT g.community_id FROM grids g"
-                    f" WHERE g.code = ANY(:scope_grids) AND {LIVE_GRIDS})"
+                    f" WHERE g.code = ANY(:{grids}) AND {LIVE_GRIDS})"
                 )
         return ("(" + " OR ".join(clauses) + ")") if clauses else "FALSE", params
 
@@ -210,14 +212,19 @@ def read_features(
     if bbox is not None:
         where.append("t.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
         params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
+    # names and phones: unmasked where a binding whose role may see them reaches the row
+    unmasked = "TRUE" if grant.pii else "FALSE"
     if spec.scope_sql is not None:
-        clause, scope_params = spec.scope_sql(grant)
+        clause, scope_params = spec.scope_sql(grant, "scope")
         where.append(clause)
         params.update(scope_params)
+        if spec.mask and not grant.pii:
+            unmasked, pii_params = spec.scope_sql(grant.unmasked(), "pii")
+            params.update(pii_params)
     geom_sql, geom_params = zoom_geometry_sql(zoom if spec.simplify else None)
     params.update(geom_params)
     sql = (
-        f"SELECT t.id AS _id, {geom_sql} AS _geom, {spec.columns} "
+        f"SELECT t.id AS _id, {geom_sql} AS _geom, ({unmasked}) AS _pii, {spec.columns} "
         f"FROM {spec.from_sql} WHERE {' AND '.join(where)} ORDER BY t.id LIMIT :lim"
     )
     rows = session.execute(text(sql), params).mappings().all()
@@ -226,7 +233,7 @@ def read_features(
     features = []
     for row in rows:
         props = {k: _json_value(v) for k, v in row.items() if not k.startswith("_")}
-        if not grant.pii:
+        if not row["_pii"]:
             for key, fn in spec.mask:
                 props[key] = fn(props.get(key))
         features.append(

@@ -96,6 +96,11 @@ def _tz() -> str:
     return current_app.config["MINQING"].timezone
 
 
+def _pii_days() -> float:
+    """How long after closure the assignee still sees the resident's name and phone."""
+    return current_app.config["MINQING"].assignee_pii_days
+
+
 def user_actor() -> service.Actor:
     """The signed-in caller as the services' actor, with the grant ``policy`` checked."""
     return service.Actor(kind="user", user_id=current_principal().user_id, grant=g.grant)
@@ -214,6 +219,7 @@ def list_requests():
         cursor=args.get("cursor"),
         tz=_tz(),
         display_crs=parse_display_crs(args.get("crs")),
+        assignee_pii_days=_pii_days(),
     )
     next_url = None
     if next_cursor:
@@ -233,6 +239,7 @@ def request_read(request_id: int):
             actor=user_actor(),
             tz=_tz(),
             display_crs=parse_display_crs(request.args.get("crs")),
+            assignee_pii_days=_pii_days(),
         )
     )
 
@@ -251,7 +258,11 @@ def _action_view(action: str):
         )
         try:
             detail = service.request_detail(
-                session=db_session(), request_id=req.id, actor=user_actor(), tz=_tz()
+                session=db_session(),
+                request_id=req.id,
+                actor=user_actor(),
+                tz=_tz(),
+                assignee_pii_days=_pii_days(),
             )
         except Forbidden:  # e.g. handed to another grid: done, but no longer the actor's
             detail = {

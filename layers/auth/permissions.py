@@ -157,13 +157,32 @@ class Principal:
 
 @dataclass(frozen=True)
 class Grant:
-    """What an allowed principal may reach for one action."""
+    """What an allowed principal may reach for one action.
+
+    Names and phones are unmasked per role binding, not per account: ``pii`` unmasks all the
+    grant reaches (an ``all`` binding of a role in ``PII_VISIBLE_ROLES``); otherwise only the
+    subtrees ``pii_area_ids`` and grids ``pii_grid_codes`` of the bindings whose role may see
+    them. A community's staff who is also a grid member elsewhere sees names in the community
+    and masks in the other grid."""
 
     everything: bool = False
     area_ids: frozenset[int] = frozenset()  # roots of subtrees
     grid_codes: frozenset[str] = frozenset()
     own: bool = False
     pii: bool = False
+    pii_area_ids: frozenset[int] = frozenset()
+    pii_grid_codes: frozenset[str] = frozenset()
+
+    def unmasked(self) -> Grant:
+        """The part of this grant that sees names and phones (all of it with ``pii``)."""
+        if self.pii:
+            return Grant(
+                everything=self.everything,
+                area_ids=self.area_ids,
+                grid_codes=self.grid_codes,
+                pii=True,
+            )
+        return Grant(area_ids=self.pii_area_ids, grid_codes=self.pii_grid_codes, pii=True)
 
 
 def grant_for(action: str, principal: Principal) -> Grant | None:
@@ -178,26 +197,35 @@ def grant_for(action: str, principal: Principal) -> Grant | None:
         return None
     if AUTHENTICATED in table:
         return Grant(own=True)
-    everything, own = False, False
+    everything, own, pii_everywhere = False, False, False
     areas: set[int] = set()
     grids: set[str] = set()
+    pii_areas: set[int] = set()
+    pii_grids: set[str] = set()
     for b in principal.bindings:
         scope = table.get(b.role)
+        shown = b.role in PII_VISIBLE_ROLES  # this binding sees names within its own reach
         if scope == "all":
             everything = True
+            pii_everywhere = pii_everywhere or shown
         elif scope == "subtree" and b.area_id is not None:
             areas.add(b.area_id)
+            if shown:
+                pii_areas.add(b.area_id)
         elif scope == "grids" and b.grid_code is not None:
             grids.add(b.grid_code)
+            if shown:
+                pii_grids.add(b.grid_code)
         elif scope == "self":
             own = True
     if not (everything or areas or grids or own):
         return None
-    pii = bool({b.role for b in principal.bindings if b.role in table} & PII_VISIBLE_ROLES)
     return Grant(
         everything=everything,
         area_ids=frozenset(areas),
         grid_codes=frozenset(grids),
         own=own,
-        pii=pii,
+        pii=pii_everywhere,
+        pii_area_ids=frozenset(pii_areas),
+        pii_grid_codes=frozenset(pii_grids),
     )

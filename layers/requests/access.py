@@ -2,27 +2,43 @@
 
 The action table (``layers.requests.workflow``) names for each action the ways of reaching a
 request that allow it (``scope``); this module answers which ways an actor has. Lists use the
-same rules as SQL (``scope_sql``). Names and phones are shown to the assignee and to staff
-whose role may see them (``pii_for``).
+same rules as SQL (``scope_sql``, ``pii_sql``).
+
+Access follows its reason (DESIGN §3): an offer gives access while the request waits for a
+volunteer — ``assigned`` with no assignee; it lapses when someone claims and when the request
+closes (derived here, the offer rows are kept as history, so a give-back or a reopen puts the
+same offers back), and when the request leaves its level (the escalation removes the offers,
+``handlers.escalate``). Names and phones are shown to staff through a role binding that may
+see them and reaches the request (``Grant.unmasked``), and to the assignee until
+``ASSIGNEE_PII_DAYS`` after closure (``pii_for``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from layers.auth.permissions import Grant
+from layers.config import Settings
 from layers.grids.models import Grid
 from layers.grids.repo import subtree_sql
 from layers.requests.models import Request, RequestOffer
+from layers.requests.states import HOLDS_LOAD, OPEN, Status
 from layers.volunteers.models import Volunteer
 
 logger = logging.getLogger(__name__)
+
+#: the assignee sees the resident's name and phone until this many days after closure (the
+#: default; the app passes its ``Settings.assignee_pii_days``, MINQING_ASSIGNEE_PII_DAYS)
+ASSIGNEE_PII_DAYS: float = Settings.assignee_pii_days
+
+#: SQL over alias r: an offer of the request gives access now (``offer_lapse`` is None)
+OFFER_LIVE_SQL = "(r.status = 'assigned' AND r.assignee_id IS NULL)"
 
 
 @dataclass(frozen=True)
@@ -47,13 +63,18 @@ class Actor:
 
 @dataclass(frozen=True)
 class Access:
-    """How an actor reaches one request: through staff scope, as its volunteer, or not."""
+    """How an actor reaches one request: through staff scope, as its volunteer, or not.
+
+    ``staff_pii``: the staff scope comes (also) through a binding whose role sees names;
+    ``lapsed``: why an offer the volunteer holds no longer gives access (``offer_lapse``)."""
 
     staff: bool
     volunteer_id: int | None
     offered: bool
     assignee: bool
     resident: bool = False
+    staff_pii: bool = False
+    lapsed: str | None = None
 
     @property
     def any(self) -> bool:
@@ -80,23 +101,47 @@ def volunteer_id_of(session: Session, user_id: int | None) -> int | None:
     return session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
 
 
-def _in_subtree(session: Session, community_id: int | None, area_ids: Iterable[int]) -> bool:
-    if community_id is None or not area_ids:
-        return False
-    return bool(
-        session.scalar(
+def ancestor_ids(session: Session, area_id: int | None) -> frozenset[int]:
+    """The area ``area_id`` and every area above it (empty for None)."""
+    if area_id is None:
+        return frozenset()
+    return frozenset(
+        session.scalars(
             text(
                 "WITH RECURSIVE up AS (SELECT id, parent_id FROM areas WHERE id = :c"
                 " UNION SELECT a.id, a.parent_id FROM areas a JOIN up ON a.id = up.parent_id)"
-                " SELECT EXISTS (SELECT 1 FROM up WHERE id = ANY(:areas))"
+                " SELECT id FROM up"
             ),
-            {"c": community_id, "areas": sorted(area_ids)},
+            {"c": area_id},
         )
     )
 
 
 def _grid_code(session: Session, grid_id: int | None) -> str | None:
     return session.scalar(select(Grid.code).where(Grid.id == grid_id)) if grid_id else None
+
+
+def reaches(grant: Grant, ancestors: frozenset[int], grid_code: str | None) -> bool:
+    """Whether ``grant`` reaches what lies under the areas ``ancestors`` (a community and
+    the areas above it) in grid ``grid_code``."""
+    return (
+        grant.everything
+        or bool(ancestors & grant.area_ids)
+        or (grid_code is not None and grid_code in grant.grid_codes)
+    )
+
+
+def offer_lapse(req: Request) -> str | None:
+    """Why an offer of ``req`` gives no access now (None: it does): ``closed`` once it is no
+    longer open (resolved, rated, closed, rejected, duplicate, withdrawn), ``claimed`` once
+    someone has it, ``not_waiting`` in any other state no offer was made for."""
+    if req.status not in OPEN:
+        return "closed"
+    if req.assignee_id is not None or req.status in HOLDS_LOAD:
+        return "claimed"
+    if req.status != Status.ASSIGNED:
+        return "not_waiting"
+    return None
 
 
 def _is_offered(session: Session, request_id: int, volunteer_id: int | None) -> bool:
@@ -117,49 +162,84 @@ def access_to(session: Session, actor: Actor, req: Request) -> Access:
     reaches only the request their ticket opened."""
     grant = actor.grant
     if actor.kind == "system":
-        return Access(staff=True, volunteer_id=None, offered=False, assignee=False)
+        return Access(staff=True, volunteer_id=None, offered=False, assignee=False, staff_pii=True)
     if actor.kind == "resident":
         mine = actor.request_id is not None and actor.request_id == req.id
         return Access(staff=False, volunteer_id=None, offered=False, assignee=False, resident=mine)
     if grant is None:
         return NO_ACCESS
-    staff = (
-        grant.everything
-        or _in_subtree(session, req.community_id, grant.area_ids)
-        or (bool(grant.grid_codes) and _grid_code(session, req.grid_id) in grant.grid_codes)
-    )
+    unmasked = grant.unmasked()
+    by_area = grant.area_ids | unmasked.area_ids
+    by_grid = grant.grid_codes | unmasked.grid_codes
+    ancestors = ancestor_ids(session, req.community_id) if by_area else frozenset()
+    code = _grid_code(session, req.grid_id) if by_grid else None
+    staff = reaches(grant, ancestors, code)
     vid = volunteer_id_of(session, actor.user_id) if grant.own else None
     assignee = vid is not None and req.assignee_id == vid
-    offered = vid is not None and _is_offered(session, req.id, vid)
-    return Access(staff=staff, volunteer_id=vid, offered=offered, assignee=assignee)
+    held = vid is not None and _is_offered(session, req.id, vid)
+    lapsed = offer_lapse(req) if held else None
+    return Access(
+        staff=staff,
+        volunteer_id=vid,
+        offered=held and lapsed is None,
+        assignee=assignee,
+        staff_pii=staff and reaches(unmasked, ancestors, code),
+        lapsed=lapsed,
+    )
 
 
-def pii_for(grant: Grant | None, access: Access) -> bool:
-    """Name and phone: the assignee, the grid's leader and staff above; masked otherwise."""
-    return access.assignee or (grant is not None and grant.pii and access.staff)
+def pii_for(
+    access: Access,
+    *,
+    closed_at: datetime | None,
+    now: datetime,
+    assignee_pii_days: float = ASSIGNEE_PII_DAYS,
+) -> bool:
+    """Name and phone: staff through a binding that may see them, and the assignee until
+    ``assignee_pii_days`` after closure (their work history stays readable, masked)."""
+    if access.staff_pii:
+        return True
+    if not access.assignee:
+        return False
+    return closed_at is None or now < closed_at + timedelta(days=assignee_pii_days)
+
+
+def _reach_sql(grant: Grant, prefix: str) -> tuple[str, dict[str, Any]]:
+    """SQL over aliases r (requests), g (grids): ``grant`` reaches the row (bind parameters
+    named after ``prefix``)."""
+    if grant.everything:
+        return "TRUE", {}
+    clauses, params = [], {}
+    if grant.area_ids:
+        clauses.append(subtree_sql("r.community_id", f"{prefix}_areas"))
+        params[f"{prefix}_areas"] = sorted(grant.area_ids)
+    if grant.grid_codes:
+        clauses.append(f"g.code = ANY(:{prefix}_grids)")
+        params[f"{prefix}_grids"] = sorted(grant.grid_codes)
+    return (("(" + " OR ".join(clauses) + ")") if clauses else "FALSE"), params
 
 
 def scope_sql(session: Session, actor: Actor) -> tuple[str, str, dict[str, Any]]:
-    """(staff clause, own-volunteer clause, params) over aliases r (requests), g (grids)."""
+    """(staff clause, own-volunteer clause, params) over aliases r (requests), g (grids).
+    The own clause holds the volunteer's work and the offers that give access now."""
     grant = actor.grant
     if grant is None:
         return "FALSE", "FALSE", {}
-    if grant.everything:
-        return "TRUE", "FALSE", {}
-    clauses, params = [], {}
-    if grant.area_ids:
-        clauses.append(subtree_sql("r.community_id"))
-        params["scope_areas"] = sorted(grant.area_ids)
-    if grant.grid_codes:
-        clauses.append("g.code = ANY(:scope_grids)")
-        params["scope_grids"] = sorted(grant.grid_codes)
-    staff = ("(" + " OR ".join(clauses) + ")") if clauses else "FALSE"
+    staff, params = _reach_sql(grant, "scope")
     own = "FALSE"
     vid = volunteer_id_of(session, actor.user_id) if grant.own else None
     if vid is not None:
         own = (
-            "(r.assignee_id = :scope_vid OR EXISTS (SELECT 1 FROM request_offers o"
-            " WHERE o.request_id = r.id AND o.volunteer_id = :scope_vid))"
+            f"(r.assignee_id = :scope_vid OR ({OFFER_LIVE_SQL} AND EXISTS (SELECT 1"
+            " FROM request_offers o WHERE o.request_id = r.id AND o.volunteer_id = :scope_vid)))"
         )
         params["scope_vid"] = vid
     return staff, own, params
+
+
+def pii_sql(actor: Actor) -> tuple[str, dict[str, Any]]:
+    """SQL over aliases r, g: staff reach the row through a binding whose role sees names
+    and phones (``pii_*`` bind parameters; the assignee's own rule is ``pii_for``'s)."""
+    if actor.grant is None:
+        return "FALSE", {}
+    return _reach_sql(actor.grant.unmasked(), "pii")

@@ -69,8 +69,14 @@ class RequestKind:
         return access_to(session, actor, row)
 
     def refuse(self, action: Action, access: Access) -> Exception:
+        """403 out of scope; an offer that lapsed because someone claimed is the action's
+        ``taken`` answer (409 ``already_claimed``), one that lapsed otherwise says so."""
         if "offered" in action.scope and access.volunteer_id is None:
             return Forbidden("not_a_volunteer")
+        if "offered" in action.scope and access.lapsed == "claimed" and action.taken:
+            return Conflict(action.taken)
+        if "offered" in action.scope and access.lapsed is not None:
+            return Forbidden("offer_lapsed", reason=access.lapsed)
         if "offered" in action.scope:
             return Forbidden("not_offered")
         return Forbidden("forbidden")

@@ -192,11 +192,19 @@ def check_escalate(session: Session, step: Step) -> None:
 
 
 def escalate(session: Session, step: Step) -> None:
-    """One level up (grid → community → street → district), by hand or when overdue."""
+    """One level up (grid → community → street → district), by hand or when overdue. The
+    offers lapse with the level they were made at (the event keeps who they were)."""
     req: Request = step.row
     why = step.options.get("why", "by hand")
     step.data.update(reason=why, from_level=req.owner_level, to_level=step.found["level"])
     req.owner_level = step.found["level"]
+    lapsed = session.scalars(
+        delete(RequestOffer)
+        .where(RequestOffer.request_id == req.id)
+        .returning(RequestOffer.volunteer_id)
+    ).all()
+    if lapsed:
+        step.data["offers_lapsed"] = sorted(lapsed)
 
 
 def reopen(session: Session, step: Step) -> None:

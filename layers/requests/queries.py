@@ -17,7 +17,15 @@ from layers.auth.pii import mask_name
 from layers.display_crs import bbox_to_wgs84, lonlat_to_display
 from layers.errors import Forbidden, NotFound
 from layers.features import decode_cursor, encode_cursor
-from layers.requests.access import Access, Actor, access_to, pii_for, scope_sql
+from layers.requests.access import (
+    ASSIGNEE_PII_DAYS,
+    Access,
+    Actor,
+    access_to,
+    pii_for,
+    pii_sql,
+    scope_sql,
+)
 from layers.requests.entity import load_by_ticket
 from layers.requests.models import Request
 from layers.requests.rules import categories_by_code
@@ -120,8 +128,12 @@ def request_detail(
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
     display_crs: str = "wgs84",
+    assignee_pii_days: float = ASSIGNEE_PII_DAYS,
 ) -> dict[str, Any]:
-    """One request with its timeline, offers and the actions legal now (403 out of scope)."""
+    """One request with its timeline, offers and the actions legal now (403 out of scope).
+
+    A volunteer who is not staff sees their own offer only, no login names in the timeline
+    and, unless they are the assignee, no rating comment and no assignee."""
     now = now_utc(now)
     req = session.get(Request, request_id, populate_existing=True)
     if req is None:
@@ -129,7 +141,8 @@ def request_detail(
     access = access_to(session, actor, req)
     if not access.any:
         raise Forbidden("forbidden")
-    pii = pii_for(actor.grant, access)
+    pii = pii_for(access, closed_at=req.closed_at, now=now, assignee_pii_days=assignee_pii_days)
+    mine = access.staff or access.assignee
     row = _request_row(session, request_id)
     location = point_view(*lonlat_to_display(row["lon"], row["lat"], display_crs), display_crs)
     out = _summary(row, tz, now, pii=pii, location=location)
@@ -137,16 +150,16 @@ def request_detail(
         text(
             "SELECT o.volunteer_id, v.name, o.rank, o.distance_m, o.distance_method"
             " FROM request_offers o JOIN volunteers v ON v.id = o.volunteer_id"
-            " WHERE o.request_id = :r ORDER BY o.rank"
+            " WHERE o.request_id = :r AND (:all OR o.volunteer_id = :me) ORDER BY o.rank"
         ),
-        {"r": request_id},
+        {"r": request_id, "all": access.staff, "me": access.volunteer_id},
     ).all()
     out.update(
         {
             "updated_at": iso(row["updated_at"], tz),
             "resolved_at": iso(row["resolved_at"], tz),
             "closed_at": iso(row["closed_at"], tz),
-            "rating_comment": row["rating_comment"],
+            "rating_comment": row["rating_comment"] if mine else None,
             "reopen_count": row["reopen_count"],
             "duplicate_of": row["duplicate_number"],
             "assignee": (
@@ -154,7 +167,7 @@ def request_detail(
                     "volunteer_id": row["assignee_id"],
                     "name": row["assignee_name"] if pii else mask_name(row["assignee_name"]),
                 }
-                if row["assignee_id"]
+                if row["assignee_id"] and mine
                 else None
             ),
             "offers": [
@@ -168,7 +181,7 @@ def request_detail(
                 for o in offers
             ],
             "allowed_actions": actions_for(session, actor, req),
-            "timeline": _timeline(session, request_id, tz, actors=True),
+            "timeline": _timeline(session, request_id, tz, actors=access.staff),
         }
     )
     return out
@@ -222,6 +235,7 @@ def list_requests(
     tz: str = DEFAULT_TZ,
     now: datetime | None = None,
     display_crs: str = "wgs84",
+    assignee_pii_days: float = ASSIGNEE_PII_DAYS,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of requests in the actor's scope, newest first; returns (items, next cursor).
 
@@ -230,6 +244,8 @@ def list_requests(
     now = now_utc(now)
     before_id = decode_cursor(CURSOR_NAME, cursor)
     staff, own, params = scope_sql(session, actor)
+    unmasked, pii_params = pii_sql(actor)
+    params.update(pii_params)
     where = [f"({staff} OR {own})"]
     params.update({"lim": limit + 1, "now": now})
     if before_id:
@@ -269,7 +285,7 @@ def list_requests(
             text(
                 "SELECT r.*, ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, g.code AS grid_code,"
                 " g.name AS grid_name, c.code AS community_code, c.name AS community_name,"
-                f" {staff} AS _staff"
+                f" {staff} AS _staff, {unmasked} AS _pii"
                 " FROM requests r LEFT JOIN grids g ON g.id = r.grid_id"
                 " LEFT JOIN areas c ON c.id = r.community_id"
                 f" WHERE {' AND '.join(where)} ORDER BY r.id DESC LIMIT :lim"
@@ -281,7 +297,6 @@ def list_requests(
     )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    grant = actor.grant
     vid = params.get("scope_vid")
     # the page's points in the display CRS at once (per point it is ~30 us each)
     shown_lon, shown_lat = lonlat_to_display(
@@ -296,8 +311,12 @@ def list_requests(
             volunteer_id=vid,
             offered=False,
             assignee=vid is not None and row["assignee_id"] == vid,
+            staff_pii=bool(row["_pii"]),
+        )
+        pii = pii_for(
+            access, closed_at=row["closed_at"], now=now, assignee_pii_days=assignee_pii_days
         )
         location = point_view(shown_lon[i], shown_lat[i], display_crs)
-        items.append(_summary(row, tz, now, pii=pii_for(grant, access), location=location))
+        items.append(_summary(row, tz, now, pii=pii, location=location))
     next_cursor = encode_cursor(CURSOR_NAME, rows[-1]["id"]) if has_more and rows else None
     return items, next_cursor

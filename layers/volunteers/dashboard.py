@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.errors import Forbidden
+from layers.requests.access import OFFER_LIVE_SQL
 from layers.requests.workflow import OPEN
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,10 @@ HISTORY_LIMIT = 20
 
 
 def volunteer_dashboard(*, session: Session, user_id: int) -> dict[str, Any]:
-    """The signed-in volunteer's profile, open offers (nearest first), own work and history."""
+    """The signed-in volunteer's profile, open offers (nearest first), own work and history.
+
+    An offer is listed while it gives access (``layers.requests.access``): not once someone
+    claimed the request, it closed or it left its level."""
     me = (
         session.execute(
             text(
@@ -44,9 +48,9 @@ def volunteer_dashboard(*, session: Session, user_id: int) -> dict[str, Any]:
             LEFT JOIN request_offers o ON o.request_id = r.id AND o.volunteer_id = :v
             LEFT JOIN grids g ON g.id = r.grid_id
             WHERE r.status = ANY(:open)
-              AND ((r.status = 'assigned' AND o.volunteer_id IS NOT NULL) OR r.assignee_id = :v)
+              AND ((OFFER_LIVE AND o.volunteer_id IS NOT NULL) OR r.assignee_id = :v)
             ORDER BY (r.assignee_id = :v) DESC, o.distance_m NULLS LAST, r.id
-            """
+            """.replace("OFFER_LIVE", OFFER_LIVE_SQL)
             ),
             {"v": me["id"], "open": sorted(s.value for s in OPEN)},
         )
