@@ -191,6 +191,37 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该诉求的派单已失效（{reason}），不能再查看或接单。",
         "The offer of this request has lapsed ({reason}); it can no longer be read or claimed.",
     ),
+    "same_target": (
+        "诉求已在{target}手中，无需转派。",
+        "The request is already with {target}; nothing to hand over.",
+    ),
+    "grid_out_of_scope": (
+        "网格“{code}”不在您的管辖范围内，不能转派过去。",
+        "Grid '{code}' is outside your scope; the request cannot be handed to it.",
+    ),
+    "volunteer_out_of_scope": (
+        "志愿者 {id} 不在您的管辖范围内，不能转派。",
+        "Volunteer {id} is outside your scope; the request cannot be handed to them.",
+    ),
+    "volunteer_lacks_skill": (
+        "志愿者 {id} 不具备“{category}”类服务技能；如确需指派，请确认 override 并说明理由。",
+        "Volunteer {id} lacks the '{category}' skill; confirm an override with a reason.",
+    ),
+    "volunteer_unavailable": (
+        "志愿者 {id} 当前不在服务时间；如确需指派，请确认 override 并说明理由。",
+        "Volunteer {id} is not available now; confirm an override with a reason.",
+    ),
+    "volunteer_at_load_limit": (
+        "志愿者 {id} 已达接单上限（{active_load}/{load_limit}）；如确需指派，请确认 override"
+        " 并说明理由。",
+        "Volunteer {id} is at the load limit ({active_load}/{load_limit}); confirm an override"
+        " with a reason.",
+    ),
+    "invalid_duplicate_target": (
+        "不能标记为该诉求的重复（{reason}）：原诉求须在您的管辖范围和同一区内，且未关闭、驳回、撤回或标为重复。",
+        "Cannot mark as a duplicate of that request ({reason}): the original must be in your"
+        " scope and district, and not closed, rejected, withdrawn or a duplicate.",
+    ),
     "cannot_escalate": (
         "已在最高层级（{owner_level}），无法继续上报。",
         "Already at the top level ({owner_level}); cannot escalate further.",

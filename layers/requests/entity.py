@@ -102,16 +102,12 @@ class RequestKind:
         effect = step.action.load
         if effect == "take":
             req.assignee_id = step.access.volunteer_id
-            taken = session.execute(
-                update(Volunteer)
-                .where(
-                    Volunteer.id == req.assignee_id,
-                    Volunteer.active_load < Volunteer.load_limit,
-                    Volunteer.active,
-                )
-                .values(active_load=Volunteer.active_load + 1)
-                .returning(Volunteer.id)
-            ).first()
+            guard = [Volunteer.id == req.assignee_id, Volunteer.active]
+            full = Volunteer.active_load >= Volunteer.load_limit
+            take = update(Volunteer).values(active_load=Volunteer.active_load + 1)
+            taken = session.execute(take.where(*guard, ~full).returning(Volunteer.id)).first()
+            if taken is None and self._load_limit_waived(session, req):
+                taken = session.execute(take.where(*guard).returning(Volunteer.id)).first()
             if taken is None:
                 raise Conflict("load_limit_reached")
         elif effect in ("release", "drop"):
@@ -123,6 +119,25 @@ class RequestKind:
                 )
             if effect == "drop":
                 req.assignee_id = None
+
+    @staticmethod
+    def _load_limit_waived(session: Session, req: Request) -> bool:
+        """A leader handed the request to this volunteer with an override of the load limit
+        (the latest reassign's event says so): their claim may go past it."""
+        if req.status != "assigned":
+            return False
+        data = session.scalar(
+            text(
+                "SELECT data FROM request_events WHERE request_id = :r AND action = 'reassign'"
+                " ORDER BY id DESC LIMIT 1"
+            ),
+            {"r": req.id},
+        )
+        return bool(
+            data
+            and data.get("volunteer_id") == req.assignee_id
+            and "load_limit" in (data.get("override") or {}).get("waived", ())
+        )
 
     def apply(self, session: Session, step: Step) -> None:
         req: Request = step.row

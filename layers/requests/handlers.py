@@ -28,7 +28,12 @@ from layers.requests.offers import DEFAULT_K, distance_to_volunteers, rank_volun
 from layers.requests.recipients import grid_people
 from layers.requests.rules import next_level
 from layers.requests.schemas import DEFAULT_TZ
-from layers.requests.states import OwnerLevel, Status
+from layers.requests.states import OwnerLevel
+from layers.requests.targets import (
+    check_duplicate_target,
+    check_grid_target,
+    check_volunteer_target,
+)
 from layers.volunteers.models import Volunteer
 
 logger = logging.getLogger(__name__)
@@ -141,18 +146,29 @@ def _offer_to(session: Session, step: Step, vol: Volunteer) -> None:
 
 
 def check_reassign(session: Session, step: Step) -> None:
-    """The live grid, or the active volunteer with room in their load, the work goes to."""
+    """The live grid in the actor's subtree, or the active volunteer of their scope who fits
+    the work (skill, availability, load; or the leader's override), the work goes to — not
+    where it already is (``layers.requests.targets``)."""
     body = step.body
     if body.grid_code is not None:
-        step.found["grid"] = _live_grid(session, body.grid_code)
+        grid = _live_grid(session, body.grid_code)
+        check_grid_target(session, step.actor, step.row, grid)
+        step.found["grid"] = grid
         return
     if isinstance(body.volunteer_id, bool) or not isinstance(body.volunteer_id, int):
         raise BadRequest("invalid_field", field="volunteer_id", reason="an integer")
     vol = session.get(Volunteer, body.volunteer_id)
     if vol is None or not vol.active:
         raise Unprocessable("unknown_volunteer", id=body.volunteer_id)
-    if vol.active_load >= vol.load_limit:
-        raise Conflict("load_limit_reached")
+    step.found["waived"] = check_volunteer_target(
+        session,
+        step.actor,
+        step.row,
+        vol,
+        now=step.now,
+        tz=step.options.get("tz", DEFAULT_TZ),
+        override=body.override,
+    )
     step.found["volunteer"] = vol
 
 
@@ -168,6 +184,8 @@ def reassign(session: Session, step: Step) -> None:
     vol = step.found["volunteer"]
     _offer_to(session, step, vol)
     step.data["volunteer_id"] = vol.id
+    if step.body.override:  # the leader's override, with what it waived (the note says why)
+        step.data["override"] = {"waived": step.found["waived"]}
     step.volunteers.append(vol.id)
 
 
@@ -227,7 +245,8 @@ def _find_request(session: Session, ref: Any) -> Request | None:
 
 
 def check_duplicate(session: Session, step: Step) -> None:
-    """The request this one repeats: another one, not itself a duplicate."""
+    """The request this one repeats: another one in the actor's scope and district, not
+    ended undone nor itself a duplicate (``layers.requests.targets``)."""
     req: Request = step.row
     ref = step.body.duplicate_of
     if ref is None:
@@ -235,10 +254,7 @@ def check_duplicate(session: Session, step: Step) -> None:
     original = _find_request(session, ref)
     if original is None:
         raise Unprocessable("unknown_request", id=str(ref))
-    if original.id == req.id or original.status == Status.DUPLICATE:
-        raise Unprocessable(
-            "invalid_field", field="duplicate_of", reason="itself or another duplicate"
-        )
+    check_duplicate_target(session, step.actor, req, original)
     step.found["original"] = original
 
 

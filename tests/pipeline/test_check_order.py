@@ -37,15 +37,16 @@ def test_an_unknown_grid_is_named_before_the_transition_is_tried(client, world) 
     assert r.status_code == 400 and _code(r) == "missing_field"
 
 
-def test_reassigning_to_the_assignee_who_is_full_is_refused(client, session, world) -> None:
-    near = world.volunteers["near"]
+def test_reassigning_to_the_assignee_or_a_full_volunteer_is_refused(client, session, world) -> None:
+    near, mid = world.volunteers["near"], world.volunteers["mid"]
     rid = submit(client).get_json()["id"]
     r = client.post(
         f"/api/v1/requests/{rid}/claim", headers=token(client, world.users["volunteer"])
     )
     assert r.status_code == 200, r.get_json()
     session.execute(
-        text("UPDATE volunteers SET load_limit = active_load WHERE id = :v"), {"v": near.id}
+        text("UPDATE volunteers SET load_limit = active_load WHERE id IN (:a, :b)"),
+        {"a": near.id, "b": mid.id},
     )
     leader = token(client, world.users["grid_leader"])
     r = client.post(
@@ -53,7 +54,13 @@ def test_reassigning_to_the_assignee_who_is_full_is_refused(client, session, wor
         headers=leader,
         json={"volunteer_id": near.id, "reason": "熟悉情况"},
     )
-    assert r.status_code == 409 and _code(r) == "load_limit_reached"
+    assert r.status_code == 409 and _code(r) == "same_target"  # the work is already theirs
+    r = client.post(
+        f"/api/v1/requests/{rid}/reassign",
+        headers=leader,
+        json={"volunteer_id": mid.id, "reason": "熟悉情况"},
+    )
+    assert r.status_code == 409 and _code(r) == "volunteer_at_load_limit"
     detail = client.get(f"/api/v1/requests/{rid}", headers=leader).get_json()
     assert detail["status"] == "claimed" and detail["assignee"]["volunteer_id"] == near.id
 

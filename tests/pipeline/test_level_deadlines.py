@@ -41,7 +41,8 @@ def test_a_hand_off_within_the_level_moves_no_deadline(client, session, world) -
     assert _deadlines(session, rid)[:2] == (first, level)
     # another grid is another level: a deadline of its own, the first one kept
     t0 = datetime.now(UTC)
-    _post(client, rid, "reassign", leader, {"grid_code": world.mini.east.code, **REASON})
+    staff = token(client, world.users["community_staff"])  # the east grid is in their subtree
+    _post(client, rid, "reassign", staff, {"grid_code": world.mini.east.code, **REASON})
     admin = token(client, world.users["admin"])
     out = client.get(f"/api/v1/requests/{rid}", headers=admin).get_json()
     first2, level2, _ = _deadlines(session, rid)

@@ -89,7 +89,9 @@ def test_action_by_every_role(client, session, world, headers, action) -> None:
         "reject": {"reason": "not ours"},
         "escalate": {"reason": "需上级协调"},
         "mark_duplicate": {"duplicate_of": other, "reason": "同一处问题"},
-        "reassign": {"grid_code": world.mini.east.code, "reason": "属东网格"},
+        # a volunteer of the grid's community: in every allowed role's scope (a grid leader
+        # hands work to no other grid)
+        "reassign": {"volunteer_id": world.volunteers["far"].id, "reason": "他熟悉情况"},
         "assign": {"grid_code": world.mini.west.code},
     }
     for role in ROLES:

@@ -142,12 +142,13 @@ def test_reassign_to_volunteer_or_grid(client, session, world) -> None:
     )
     assert r.status_code == 200, r.get_json()
     assert [o["volunteer_id"] for o in r.get_json()["offers"]] == [far]
-    r = client.post(
-        f"/api/v1/requests/{rid}/reassign",
-        headers=leader,
-        json={"grid_code": world.mini.east.code, "reason": "在东网格"},
-    )
-    assert r.status_code == 200 and r.get_json()["in_scope"] is False  # now the east grid's
+    east = {"grid_code": world.mini.east.code, "reason": "在东网格"}
+    r = client.post(f"/api/v1/requests/{rid}/reassign", headers=leader, json=east)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "grid_out_of_scope"
+    staff = token(client, world.users["community_staff"])  # both grids are in their subtree
+    r = client.post(f"/api/v1/requests/{rid}/reassign", headers=staff, json=east)
+    assert r.status_code == 200, r.get_json()
+    assert client.get(f"/api/v1/requests/{rid}", headers=leader).status_code == 403
     admin = token(client, world.users["admin"])
     detail = client.get(f"/api/v1/requests/{rid}", headers=admin).get_json()
     assert detail["grid"]["code"] == world.mini.east.code and detail["status"] == "assigned"
