@@ -42,6 +42,8 @@ def volunteer_dashboard(*, session: Session, user_id: int) -> dict[str, Any]:
             text(
                 """
             SELECT r.id, r.number, r.category, r.text, r.status, r.deadline_at,
+                   r.created_at, r.deadline_at < now() AS overdue,
+                   (r.was_overdue OR r.deadline_at < now()) AS was_overdue,
                    ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, g.name AS grid_name,
                    o.distance_m, o.distance_method, (r.assignee_id = :v) AS mine
             FROM requests r

@@ -156,3 +156,21 @@ def test_level_on_time_rates(client, session, world) -> None:
     assert row["grid_on_time_rate"] == 0.5
     assert row["community_on_time_rate"] == 1.0
     assert row["street_on_time_rate"] is None
+
+
+def test_volunteer_offers_carry_age_and_lateness(client, session, world) -> None:
+    from layers.volunteers.dashboard import volunteer_dashboard
+
+    fresh = submit(client).get_json()["id"]
+    late = submit(client).get_json()["id"]
+    session.execute(
+        text("UPDATE requests SET deadline_at = now() - interval '1 hour' WHERE id = :r"),
+        {"r": late},
+    )
+    near = world.volunteers["near"]
+    offers = {
+        r["id"]: r for r in volunteer_dashboard(session=session, user_id=near.user_id)["offers"]
+    }
+    assert offers[fresh]["overdue"] is False and offers[fresh]["was_overdue"] is False
+    assert offers[late]["overdue"] is True and offers[late]["was_overdue"] is True
+    assert offers[fresh]["created_at"] <= datetime.now(UTC)
