@@ -241,7 +241,7 @@ def submit_request(
                 "category": intake.category,
                 "grid_code": placed.grid_code,
                 "community_code": placed.community_code,
-                "possible_duplicates": [d["id"] for d in duplicates],
+                "possible_duplicates": [d["id"] for d in duplicates],  # staff see them
             },
             note=note,
             data=data,
@@ -291,7 +291,9 @@ def submit_request(
             "deadline": iso(deadline, tz),
             "offered_count": len(ranked),  # not who or where (the detail view shows them)
             "distance_method": method,
-            "possible_duplicates": duplicates,
+            # how many, not which or where: ids and metres would locate other residents'
+            # requests (an elderly person living alone); staff see them in the detail
+            "possible_duplicate_count": len(duplicates),
         }
         if idempotency is not None:
             record_response(session, idempotency, 201, body, reads.request_id)

@@ -184,7 +184,27 @@ def request_detail(
             "timeline": _timeline(session, request_id, tz, actors=access.staff),
         }
     )
+    if access.staff:
+        out["possible_duplicates"] = _possible_duplicates(session, request_id)
     return out
+
+
+def _possible_duplicates(session: Session, request_id: int) -> list[dict[str, Any]]:
+    """The requests found nearby at intake (submit event), with their state now, nearest
+    first: what staff weigh before mark_duplicate."""
+    rows = session.execute(
+        text(
+            "SELECT d.id, d.number, d.status, round(ST_Distance(d.geom::geography,"
+            " r.geom::geography)::numeric, 1)::float AS distance_m"
+            " FROM request_events e JOIN requests r ON r.id = e.request_id"
+            " CROSS JOIN LATERAL jsonb_array_elements_text("
+            "   coalesce(e.data->'possible_duplicates', '[]'::jsonb)) AS x(id)"
+            " JOIN requests d ON d.id = x.id::bigint"
+            " WHERE e.request_id = :r AND e.action = 'submit' ORDER BY distance_m, d.id"
+        ),
+        {"r": request_id},
+    ).mappings()
+    return [dict(row) for row in rows]
 
 
 def ticket_view(

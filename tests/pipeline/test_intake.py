@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from geo.crs import from_wgs84
 from layers.requests.offers import distance_to_volunteers
-from tests.factories import X0, Y0, building
+from tests.factories import X0, Y0, building, token
 from tests.pipeline.conftest import (
     CENTRE,
     add_volunteer,
@@ -207,11 +207,20 @@ def test_possible_duplicates_within_250_m_same_category_open(client, world) -> N
     first = submit(client).get_json()
     other_cat = submit(client, category="housing").get_json()
     near = submit(client, lon=CENTRE[0] + 0.002).get_json()  # ~219 m east
-    dup_ids = [d["id"] for d in near["possible_duplicates"]]
+    # the resident learns how many, not which or where
+    assert near["possible_duplicate_count"] == 1 and "possible_duplicates" not in near
+    staff = token(client, world.users["grid_member"])
+    seen = client.get(f"/api/v1/requests/{near['id']}", headers=staff).get_json()
+    dup_ids = [d["id"] for d in seen["possible_duplicates"]]
     assert dup_ids == [first["id"]] and other_cat["id"] not in dup_ids
-    assert 200 < near["possible_duplicates"][0]["distance_m"] < 250
+    assert 200 < seen["possible_duplicates"][0]["distance_m"] < 250
+    assert seen["possible_duplicates"][0]["number"] == first["number"]
     far = submit(client, lon=CENTRE[0] + 0.0025).get_json()  # ~274 m from the first
-    assert first["id"] not in [d["id"] for d in far["possible_duplicates"]]
+    seen = client.get(f"/api/v1/requests/{far['id']}", headers=staff).get_json()
+    assert first["id"] not in [d["id"] for d in seen["possible_duplicates"]]
+    vol = token(client, world.users["volunteer"])
+    offered = client.get(f"/api/v1/requests/{near['id']}", headers=vol).get_json()
+    assert "possible_duplicates" not in offered
 
 
 def test_anonymous_intake_is_rate_limited_per_address(app, client, world) -> None:

@@ -121,7 +121,8 @@ def test_withdraw_reject_and_mark_duplicate(client, session, world) -> None:
     r = client.post(f"/api/v1/requests/{b['id']}/reject", headers=staff, json={"reason": "不属实"})
     assert r.get_json()["status"] == "rejected"
     c, d = submit(client).get_json(), submit(client).get_json()
-    assert c["id"] in [x["id"] for x in d["possible_duplicates"]]
+    seen = client.get(f"/api/v1/requests/{d['id']}", headers=staff).get_json()
+    assert c["id"] in [x["id"] for x in seen["possible_duplicates"]]
     r = client.post(
         f"/api/v1/requests/{d['id']}/mark_duplicate",
         headers=staff,
