@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from layers.catalogues import venue_categories
 from layers.coverage.service import venue_categories_present
 from layers.grids.service import grid_bounds, grid_card
+from layers.requests.offers import offer_count
 from layers.requests.service import ticket_view
 from web.auth import policy
 from web.db import db_session
@@ -138,10 +139,18 @@ def home():
 def ticket_page(ticket: str):
     """The resident's ticket: status, timeline and, once resolved, a 1–5 star rating."""
     lang = negotiate_locale()
-    view = ticket_view(session=db_session(), ticket=ticket, tz=_tz())
+    session = db_session()
+    view = ticket_view(session=session, ticket=ticket, tz=_tz())
+    # dispatched to a volunteer (or offered to several) and not taken yet: "待志愿者接单", no names
+    awaiting = (
+        view["status"] == "assigned"
+        and not view.get("assignee")
+        and offer_count(session, view["id"]) > 0
+    )
     return render_template(
         "ticket.html",
         view=view,
+        awaiting_volunteer=awaiting,
         ticket=ticket,
         ui=strings(lang),
         lang=lang,

@@ -116,6 +116,8 @@ def leader():
             "urls": {
                 "requests": url_for("requests_api.list_requests"),
                 "detail": url_template("requests_api.request_read", "request_id"),
+                # the volunteers a reassign may name: those of the leader's scope
+                "volunteers": url_for("api.layer_features", layer="volunteers", limit=1000),
             },
             "labels": ui,
         },

@@ -257,3 +257,14 @@ def warm_caches(*, session: Session, max_snap_m: float | None = None) -> int:
         "offer caches warm: graph v%s, %d volunteer home points snapped", loaded.version, len(rows)
     )
     return len(rows)
+
+
+def offer_count(session: Session, request_id: int) -> int:
+    """How many volunteers a request stands offered to now (the ticket page says that a
+    volunteer is awaited, never who)."""
+    return int(
+        session.scalar(
+            text("SELECT count(*) FROM request_offers WHERE request_id = :r"), {"r": request_id}
+        )
+        or 0
+    )

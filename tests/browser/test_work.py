@@ -81,9 +81,14 @@ def test_resident_leader_volunteer_round_trip(site, browser, open_page):
     leader.wait_for_selector(".mq-req-popup button[data-action]")
     screenshot(leader, "leader_popup_desktop")
     assert popup.locator("img").count() == 0
-    volunteer_id = int(leader.locator(".mq-req-popup select option").first.get_attribute("value"))
+    # dispatch to the nearest offered volunteer, with the reason a handoff needs
+    popup.locator("button[data-action=reassign]").click()
+    target = popup.locator("select[name=target] option[value^='v:']").first.get_attribute("value")
+    volunteer_id = int(target[2:])
+    popup.locator("select[name=target]").select_option(target)
+    popup.locator("textarea[name=reason]").fill("就近志愿者上门")
     with leader.expect_response(lambda r: r.url.endswith("/reassign")) as resp:
-        leader.locator(".mq-req-popup .act:has(select) button").click()
+        popup.locator("form[data-action=reassign] button[type=submit]").click()
     assert resp.value.status == 200
     leader.wait_for_function("() => Minqing.state.pending === 0")
     with database.session() as s:
@@ -113,17 +118,17 @@ def test_resident_leader_volunteer_round_trip(site, browser, open_page):
     )
     assert routed["type"] == "LineString" and len(routed["coordinates"]) >= 2
     with vol.expect_response(lambda r: r.url.endswith("/claim")) as claimed:
-        offer.locator("button[data-action]").click()
+        offer.locator("button[data-action=claim]").click()
     assert claimed.value.status == 200
     mine = vol.locator(f"#mq-mine li:has-text('{number}')")
     mine.wait_for()
     with vol.expect_response(lambda r: r.url.endswith("/start")):
-        mine.locator("button[data-action]").first.click()
+        mine.locator("button[data-action=start]").click()
     vol.wait_for_function("() => Minqing.state.pending === 0")
     mine = vol.locator(f"#mq-mine li:has-text('{number}')")
     assert mine.locator(".mq-badge").inner_text() == "办理中"
-    mine.locator("input").fill("已联系物业修好电梯")
-    mine.locator("button[data-action]").last.click()  # resolve
+    mine.locator("input[name=note]").fill("已联系物业修好电梯")
+    mine.locator("button[data-action=resolve]").click()
     vol.wait_for_selector(f"#mq-history li:has-text('{number}')")
     screenshot(vol, "volunteer_phone")
     assert int(vol.locator("#mq-points").inner_text()) > 0

@@ -49,14 +49,34 @@
     return el("span", { class: "mq-badge st-" + status }, labels["status_" + status] || status);
   }
 
-  /* A button row: [input?] [button] that posts one action. */
-  function actionRow(label, onClick, input) {
+  /* A button row: [input?] [button] that posts one action; a required input left blank
+   * is refused here (``msg`` says which) before anything is sent. */
+  function actionRow(action, label, onClick, input, required, msg, labels) {
     var row = el("div", { class: "act" });
     if (input) row.appendChild(input);
-    var b = el("button", { type: "button", "data-action": label }, label);
-    b.addEventListener("click", function () { onClick(input ? input.value : null, b); });
+    var b = el("button", { type: "button", "data-action": action }, label);
+    b.addEventListener("click", function () {
+      var v = input ? input.value.trim() : null;
+      if (input && required && !v) {
+        input.setAttribute("aria-invalid", "true");
+        msg.textContent = Minqing.fmt(labels.act_required, { field: input.getAttribute("placeholder") });
+        input.focus();
+        return;
+      }
+      if (input) input.removeAttribute("aria-invalid");
+      onClick(v, b);
+    });
     row.appendChild(b);
     return row;
+  }
+
+  /* One input of an action's form, named after its field (Minqing.ACTION_FIELDS). */
+  function fieldInput(name, kind, required) {
+    if (kind === "override") return el("input", { type: "checkbox", name: name });
+    if (kind === "number") return el("input", { name: name, autocomplete: "off", inputmode: "numeric" });
+    var attrs = { name: name, rows: "2", maxlength: "2000" };
+    if (required) attrs.required = "required";
+    return el("textarea", attrs);
   }
 
   /* ---------------------------------------------------------------- grid leader */
@@ -89,12 +109,15 @@
     function popupContent(r) {
       var box = el("div", { class: "mq-req-popup", "data-id": r.id });
       box.appendChild(el("strong", {}, r.number + " · " + (config.categories[r.category] || r.category)));
-      box.appendChild(el("div", {})).appendChild(statusBadge(r.status, labels));
+      var badges = box.appendChild(el("div", { class: "badges" }));
+      badges.appendChild(statusBadge(r.status, labels));
       box.appendChild(el("div", { class: "txt" }, r.text));
       var more = el("div", { class: "mq-more" }, labels.loading);
       box.appendChild(more);
       api(fmt(config.urls.detail, { id: r.id }), "GET", undefined, config.lang).then(function (d) {
         more.textContent = "";
+        var awaiting = Minqing.awaitingText(d, labels);
+        if (awaiting) badges.appendChild(el("span", { class: "mq-badge awaiting" }, awaiting));
         if (d.contact && (d.contact.name || d.contact.phone)) {
           more.appendChild(el("div", { class: "meta" },
             (d.contact.name || "") + " " + (d.contact.phone || "")));
@@ -102,46 +125,129 @@
         if (d.deadline) more.appendChild(el("div", { class: "meta" }, labels.deadline + " " + shortTime(d.deadline)));
         if (d.assignee) more.appendChild(el("div", { class: "meta" }, labels.assignee + " " + d.assignee.name));
         more.appendChild(timelineList(d.timeline, labels));
-        more.appendChild(actions(d));
+        return volunteersRead.then(function () {
+          more.appendChild(actions(d));
+          updatePopup(r.id);
+        });
       }).catch(function (e) { more.textContent = e.message; });
       return box;
     }
 
+    function updatePopup(id) {
+      var m = st.markers[id];
+      if (m && m.isPopupOpen()) m.getPopup().update();
+    }
+
+    /* the volunteers of the leader's scope (the map's volunteers layer): those a reassign may
+     * name; read once, null when it cannot be read */
+    var inScope = null;
+    function loadVolunteers(url, acc) {
+      return api(url, "GET", undefined, config.lang).then(function (b) {
+        acc = acc.concat(b.features || []);
+        return b.links && b.links.next ? loadVolunteers(b.links.next, acc) : acc;
+      });
+    }
+    var volunteersRead = config.urls.volunteers
+      ? loadVolunteers(config.urls.volunteers, []).then(function (fs) { inScope = fs; })
+        .catch(function (e) { Minqing.state.errors.push(String(e)); })
+      : Promise.resolve();
+
+    /* where a reassign may send the request: volunteers (Minqing.volunteerGroups) and the
+     * leader's other grids */
+    function targetSelect(d, name) {
+      var pick = el("select", { name: name, required: "required", "aria-label": labels.act_target });
+      Minqing.volunteerGroups(d, inScope, labels).forEach(function (g) { pick.appendChild(g); });
+      var grids = el("optgroup", { label: labels.grids });
+      config.grids.forEach(function (code) {
+        if (!d.grid || d.grid.code !== code) grids.appendChild(el("option", { value: "g:" + code }, code));
+      });
+      if (grids.children.length) pick.appendChild(grids);
+      return pick;
+    }
+
+    /* A button for every action the API says this leader may take now; one that needs a
+     * reason or a note opens its form (required inputs enforced here, the server's refusal
+     * shown as it words it). */
     function actions(d) {
       var wrap = el("div", { class: "mq-actions" });
+      var buttons = el("div", { class: "mq-act-buttons" });
+      var formBox = el("div", { class: "mq-act-form" });
       var msg = el("div", { class: "mq-msg", role: "alert" });
-      var allowed = d.allowed_actions || [];
-      function run(action, body) {
+      function run(action, body, button) {
         msg.textContent = "";
+        if (button) button.disabled = true;
         return api(fmt(config.urls.detail, { id: d.id }) + "/" + action, "POST", body, config.lang)
           .then(function () { return refresh(d.id); })
-          .catch(function (e) { msg.textContent = e.message; });
+          .catch(function (e) {
+            msg.textContent = e.message;
+            if (button) button.disabled = false;
+            updatePopup(d.id);
+          });
       }
-      if (allowed.indexOf("reassign") >= 0) {
-        var pick = el("select", { "aria-label": labels.dispatch });
-        (d.offers || []).forEach(function (o) {
-          pick.appendChild(el("option", { value: o.volunteer_id },
-            o.name + " · " + Math.round(o.distance_m) + " m"));
+      function open(action, opener) {
+        msg.textContent = "";
+        formBox.textContent = "";
+        Array.prototype.forEach.call(buttons.children, function (b) {
+          b.setAttribute("aria-pressed", String(b === opener));
         });
-        if (pick.options.length) {
-          wrap.appendChild(actionRow(labels.dispatch, function (v) {
-            run("reassign", { volunteer_id: Number(v) });
-          }, pick));
-        }
-        var grid = el("input", { placeholder: labels.grid_code, inputmode: "numeric" });
-        wrap.appendChild(actionRow(labels.reassign_grid, function (v) {
-          run("reassign", { grid_code: (v || "").trim() });
-        }, grid));
+        var fields = Minqing.ACTION_FIELDS[action];
+        if (!fields.length) { run(action, {}, opener); return; }
+        var form = el("form", { class: "mq-act", novalidate: "novalidate", "data-action": action });
+        var inputs = [];
+        fields.forEach(function (f) {
+          var input = f[1] === "target" ? targetSelect(d, f[0]) : fieldInput(f[0], f[1], f[2]);
+          var lab = el("label", { class: f[1] === "override" ? "check" : "" });
+          if (f[1] === "override") {
+            lab.appendChild(input);
+            lab.appendChild(document.createTextNode(" " + Minqing.fieldTitle(f[1], labels)));
+          } else {
+            lab.appendChild(el("span", {}, Minqing.fieldTitle(f[1], labels)));
+            lab.appendChild(input);
+          }
+          if (f[1] === "target" && !input.options.length) {
+            lab.appendChild(el("span", { class: "meta" }, labels.act_no_target));
+          }
+          inputs.push(input);
+          form.appendChild(lab);
+        });
+        var row = el("div", { class: "act" });
+        var ok = el("button", { type: "submit" }, labels.act_confirm);
+        var cancel = el("button", { type: "button", class: "secondary" }, labels.act_cancel);
+        cancel.addEventListener("click", function () {
+          formBox.textContent = "";
+          msg.textContent = "";
+          opener.setAttribute("aria-pressed", "false");
+          updatePopup(d.id);
+        });
+        row.appendChild(ok);
+        row.appendChild(cancel);
+        form.appendChild(row);
+        form.addEventListener("submit", function (ev) {
+          ev.preventDefault();
+          inputs.forEach(function (i) { i.removeAttribute("aria-invalid"); });
+          var got = Minqing.actionBody(action, form);
+          if (got.missing) {
+            got.missing.setAttribute("aria-invalid", "true");
+            msg.textContent = fmt(labels.act_required, { field: Minqing.fieldTitle(got.kind, labels) });
+            got.missing.focus();
+            updatePopup(d.id);
+            return;
+          }
+          run(action, got.body, ok);
+        });
+        formBox.appendChild(form);
+        updatePopup(d.id);
+        if (inputs[0] && inputs[0].type !== "checkbox") inputs[0].focus();
       }
-      if (allowed.indexOf("resolve") >= 0) {
-        var note = el("input", { placeholder: labels.resolve_note });
-        wrap.appendChild(actionRow(labels.action_resolve, function (v) {
-          run("resolve", { note: v || "" });
-        }, note));
-      }
-      if (allowed.indexOf("escalate") >= 0) {
-        wrap.appendChild(actionRow(labels.action_escalate, function () { run("escalate", {}); }));
-      }
+      (d.allowed_actions || []).forEach(function (a) {
+        if (!(a in Minqing.ACTION_FIELDS)) return;
+        var b = el("button", { type: "button", "data-action": a, "aria-pressed": "false" },
+          labels["do_" + a] || a);
+        b.addEventListener("click", function () { open(a, b); });
+        buttons.appendChild(b);
+      });
+      wrap.appendChild(buttons);
+      wrap.appendChild(formBox);
       wrap.appendChild(msg);
       return wrap;
     }
@@ -193,7 +299,11 @@
           st.requests.forEach(function (r) {
             if (!r.location) return;
             var m = L.marker([r.location.lat, r.location.lon], { icon: icon(r), title: r.number });
-            m.bindPopup(function () { return popupContent(r); }, { maxWidth: 320 });
+            /* fresh content on every opening; an element, not a function, so that resizing
+             * the popup (update) does not build and fetch it again */
+            m.bindPopup(el("div", {}, labels.loading),
+                        { maxWidth: 320, maxHeight: Math.max(200, map.getSize().y - 130) });
+            m.on("popupopen", function () { m.setPopupContent(popupContent(r)); });
             m.on("click", function () { select(r.id, false); });
             st.markers[r.id] = m;
             cluster.addLayer(m);
@@ -236,11 +346,24 @@
         api(fmt(config.urls.detail, { id: r.id }) + "/" + action, "POST", body, config.lang)
           .then(refresh).catch(function (e) { msg.textContent = e.message; });
       }
-      if (kind === "offer") acts.appendChild(actionRow(labels.action_claim, function () { run("claim", {}); }));
-      if (r.status === "claimed") acts.appendChild(actionRow(labels.action_start, function () { run("start", {}); }));
+      function row(action, label, input, required) {
+        acts.appendChild(actionRow(action, label, function (v) {
+          var body = {};
+          if (input && v) body[input.name] = v;
+          run(action, body);
+        }, input, required, msg, labels));
+      }
+      if (kind === "offer") {
+        row("claim", labels.action_claim);
+        row("decline_offer", labels.do_decline_offer,
+          el("input", { name: "note", placeholder: labels.act_decline_reason, maxlength: "2000" }));
+      }
+      if (r.status === "claimed") row("start", labels.action_start);
       if (r.status === "claimed" || r.status === "in_progress") {
-        var note = el("input", { placeholder: labels.resolve_note });
-        acts.appendChild(actionRow(labels.action_resolve, function (v) { run("resolve", { note: v || "" }); }, note));
+        row("resolve", labels.action_resolve,
+          el("input", { name: "note", placeholder: labels.resolve_note, maxlength: "2000" }), true);
+        row("give_back", labels.do_give_back,
+          el("input", { name: "reason", placeholder: labels.act_give_back_reason, maxlength: "2000" }), true);
       }
       if (kind !== "history") { li.appendChild(acts); li.appendChild(msg); }
       li.addEventListener("click", function (ev) {
@@ -254,11 +377,11 @@
       layer.clearLayers();
       var me = data.volunteer;
       home = L.circleMarker([me.lat, me.lon], { radius: 7, color: "#8e44ad", fillOpacity: 1 })
-        .bindTooltip(labels.my_home).addTo(layer);
+        .bindTooltip(el("span", {}, labels.my_home)).addTo(layer);
       data.mine.concat(data.offers).forEach(function (r, i) {
         var mine = data.mine.indexOf(r) >= 0;
         L.circleMarker([r.lat, r.lon], { radius: 8, color: mine ? "#0aa" : "#4a90e2", fillOpacity: 0.9 })
-          .bindTooltip(r.number).addTo(layer);
+          .bindTooltip(el("span", {}, r.number)).addTo(layer);
         // the walking route to the request; a dashed straight line where there is none
         var style = { color: mine ? "#0aa" : "#4a90e2", weight: i === 0 ? 4 : 2 };
         if (r.route) {
