@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 from layers.auth.permissions import can_hand_off, inbox_levels
 from layers.display_crs import parse_display_crs
 from layers.requests import export
-from layers.requests.workflow import OPEN
+from layers.requests.workflow import ACTIONS_TABLE, OPEN
 from web.auth import current_principal, policy
 from web.db import db_session
 from web.i18n import UI, category_names, negotiate_locale, strings, t
@@ -39,8 +39,13 @@ from web.requests_api import METRICS_PERIOD_DAYS, caller_metrics, metrics_period
 logger = logging.getLogger(__name__)
 bp = Blueprint("staff", __name__)
 
-# actions the inbox offers (the API still decides; claim is the volunteer's alone)
-INBOX_ACTIONS = ("assign", "reassign", "escalate", "reject", "mark_duplicate", "resolve", "reopen")
+# actions the inbox may offer: the action table's rows staff perform (staff scope, a
+# requests.* permission); a request's detail narrows them to what its caller may do now
+INBOX_ACTIONS = tuple(
+    a.name
+    for a in ACTIONS_TABLE
+    if "staff" in a.scope and a.permission and a.permission.startswith("requests.")
+)
 DASHBOARD_METRICS = ("open_backlog", "on_time_rate", "mean_rating", "coverage")
 # GET /api/v1/coverage (web/circles_api.py), when that blueprint is registered
 COVERAGE_ENDPOINTS = ("circles_api.coverage_figures", "circles_api.coverage")
@@ -104,6 +109,8 @@ def inbox():
             "urls": {
                 "list": url_for("requests_api.list_requests"),
                 "detail": url_template("requests_api.request_read", "request_id"),
+                # the volunteers a reassign may name: those of the caller's scope
+                "volunteers": url_for("api.layer_features", layer="volunteers", limit=1000),
                 "action": url_template("requests_api.request_assign", "request_id").replace(
                     "/assign", "/{action}"
                 ),

@@ -266,3 +266,90 @@ def test_dashboard_choropleth_heat_filter_and_csv(staff_site, open_page, viewpor
         assert lines[0].startswith("编码,名称,受理数")
         assert lines[1].startswith(COMMUNITY + ",")
     assert watch.dialogs == [] and watch.foreign_requests == [] and watch.console_errors == []
+
+
+def test_staff_reply_and_resolve_an_assigned_request_and_see_whom_it_waits_for(
+    staff_site, committed_db, committed_client, open_page
+):
+    """Community staff are offered every action the API allows them on an escalated
+    (assigned) request — reply and resolve among them, never claim or withdraw; a reply needs
+    its text; a dispatch to a named volunteer shows "待<姓名>接单"."""
+    site = staff_site
+    rid = site.escalated["id"]
+    page, watch = open_page(f"{site.base}/staff", "desktop")
+    _login_at(page, site.base, "/staff")
+    _wait_inbox(page)
+    _row(page, rid).click()
+    popup = page.locator(f'.leaflet-popup .mq-detail[data-id="{rid}"]')
+    popup.locator("select[name=action]").wait_for()
+    options = popup.locator("select[name=action] option").evaluate_all("os => os.map(o => o.value)")
+    allowed = page.evaluate(
+        "async url => (await (await fetch(url, {credentials: 'same-origin'})).json())"
+        ".allowed_actions",
+        f"{site.base}/api/v1/requests/{rid}",
+    )
+    assert options == allowed
+    assert {"reply", "resolve", "reassign", "reject", "escalate"} <= set(options)
+    assert "claim" not in options and "withdraw" not in options
+
+    # a reply needs its text: refused on the page, nothing sent; then sent and in the timeline
+    posted = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    popup.locator("select[name=action]").select_option("reply")
+    popup.locator("button[type=submit]").click()
+    assert "请填写" in popup.locator(".mq-error").inner_text()
+    assert posted == []
+    popup.locator("textarea[name=note]").fill("已联系物业，明天上午维修")
+    with page.expect_response(lambda r: r.url.endswith("/reply")) as resp:
+        popup.locator("button[type=submit]").click()
+    assert resp.value.status == 200
+    popup.locator("ol.timeline", has_text="已联系物业，明天上午维修").wait_for()
+    popup.locator("select[name=action]").select_option("resolve")
+    assert popup.locator("textarea[name=note]").get_attribute("required") == "required"
+
+    # dispatched to a named volunteer of the community: the inbox shows whom it waits for
+    with committed_db.session() as s:
+        vid, name = s.execute(
+            text(
+                "SELECT v.id, v.name FROM volunteers v JOIN areas c ON c.id = v.community_id"
+                " WHERE c.code = :c AND v.active AND 'housing' = ANY(v.skills)"
+                " AND v.active_load < v.load_limit ORDER BY v.id LIMIT 1"
+            ),
+            {"c": COMMUNITY},
+        ).one()
+    staff = token(committed_client, "community1", DEMO_PASSWORD)
+    resp = committed_client.post(
+        f"/api/v1/requests/{rid}/reassign",
+        json={"volunteer_id": vid, "reason": "请该志愿者上门查看", "override": True},
+        headers=staff,
+    )
+    assert resp.status_code == 200, resp.get_json()
+    page.locator(".leaflet-popup-close-button").click()
+    page.evaluate("() => Minqing.staff.reload()")
+    _wait_inbox(page)
+    _row(page, rid).click()
+    popup = page.locator(f'.leaflet-popup .mq-detail[data-id="{rid}"]')
+    popup.locator(".badge-awaiting").wait_for()
+    assert popup.locator(".badge-awaiting").inner_text() == f"待{name}接单"  # staff: unmasked
+    screenshot(page, "staff_awaiting_desktop")
+    assert watch.foreign_requests == [] and watch.dialogs == [] and watch.console_errors == []
+
+    # on a phone: the reassign form names volunteers and grids, the override needs a tick
+    phone, pwatch = open_page(f"{site.base}/staff", "phone")
+    _login_at(phone, site.base, "/staff")
+    _wait_inbox(phone)
+    _row(phone, rid).click()
+    popup = phone.locator(f'.leaflet-popup .mq-detail[data-id="{rid}"]')
+    popup.locator("select[name=action]").select_option("reassign")
+    groups = popup.locator("select[name=target] optgroup").evaluate_all(
+        "gs => gs.map(g => g.label)"
+    )
+    assert groups[0] == "辖区内有此技能的志愿者" and len(groups) >= 2, groups
+    assert f"v:{vid}" not in popup.locator("select[name=target]").evaluate(
+        "s => Array.from(s.options).map(o => o.value)"
+    )  # not the one it already waits for
+    assert popup.locator("input[name=override][type=checkbox]").count() == 1
+    popup.locator("textarea[name=reason]").scroll_into_view_if_needed()
+    phone.wait_for_timeout(300)
+    screenshot(phone, "staff_reassign_phone")
+    assert pwatch.foreign_requests == [] and pwatch.console_errors == []

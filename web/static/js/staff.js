@@ -182,9 +182,10 @@
 
     function addMarker(item) {
       var marker = L.circleMarker(latlng(item), { radius: 8 });
-      marker.bindTooltip(item.number, { direction: "top" });
+      marker.bindTooltip(el("span", {}, item.number), { direction: "top" });
       var box = el("div", { class: "mq-detail", "data-id": item.id });
-      marker.bindPopup(box, { maxWidth: 340, minWidth: 240, autoPanPadding: [16, 16] });
+      marker.bindPopup(box, { maxWidth: 340, minWidth: 240, autoPanPadding: [16, 16],
+                              maxHeight: Math.max(200, map.getSize().y - 60) });
       marker.on("click", function () { select(item.id, false); });
       marker.on("popupopen", function () {
         store(OPEN_KEY, String(item.id));
@@ -278,8 +279,11 @@
       box.textContent = labels.loading;
       return api(fmt(config.urls.detail, { id: id })).then(function (res) {
         if (res.status !== 200) { box.textContent = errorText(res); return; }
-        renderDetail(box, res.body);
-        marker.getPopup().update();
+        return volunteersNear(res.body).then(function (near) {
+          res.body.volunteersNear = near;
+          renderDetail(box, res.body);
+          marker.getPopup().update();
+        });
       }).catch(function (err) { if (!err.expired) box.textContent = String(err.message); });
     }
 
@@ -289,6 +293,8 @@
       h.appendChild(el("span", { class: "number" }, d.number + " "));
       h.appendChild(el("span", { class: "badge badge-" + d.status }, statusName(d.status)));
       if (d.overdue) h.appendChild(el("span", { class: "badge badge-overdue" }, labels.staff_overdue));
+      var awaiting = Minqing.awaitingText(d, labels);
+      if (awaiting) h.appendChild(el("span", { class: "badge badge-awaiting" }, awaiting));
       box.appendChild(h);
       box.appendChild(el("div", { class: "text", id: "mq-detail-text" }, d.text));
       var dl = el("dl", {});
@@ -321,39 +327,64 @@
       if (config.canAct) box.appendChild(actionForm(d));
     }
 
-    var FIELDS = {
-      assign: [["grid_code", "grid"], ["note", "note"]],
-      reassign: [["grid_code", "grid"], ["note", "note"]],
-      escalate: [["note", "note"]],
-      reject: [["reason", "reason"]],
-      mark_duplicate: [["duplicate_of", "number"], ["note", "note"]],
-      resolve: [["note", "resolution"]],
-      reopen: [["note", "note"]],
-    };
+    function popupUpdate(id) {
+      var entry = rows[id];
+      if (entry && entry.marker.isPopupOpen()) entry.marker.getPopup().update();
+    }
 
-    function gridSelect(d, key) {
+    var FIELDS = Minqing.ACTION_FIELDS;  // web/static/js/dom.js: what each action asks for
+
+    /* the community's grids first (but the request's own), then the others in scope; with
+     * ``prefix`` "g:" and ``volunteers`` (optgroups), a reassign's target, volunteers first */
+    function gridSelect(d, key, prefix, volunteers) {
+      prefix = prefix || "";
       var select = el("select", { name: key, required: "required" });
+      (volunteers || []).forEach(function (g) { select.appendChild(g); });
       var home = d.community ? d.community.code : null;
       var own = gridsByCommunity[home] || [];
       var first = el("optgroup", { label: d.community ? d.community.name : labels.grids });
       own.forEach(function (g) {
-        if (!d.grid || g.code !== d.grid.code) first.appendChild(el("option", { value: g.code }, g.name + " " + g.code));
+        if (!d.grid || g.code !== d.grid.code) {
+          first.appendChild(el("option", { value: prefix + g.code }, g.name + " " + g.code));
+        }
       });
       if (first.children.length) select.appendChild(first);
       Object.keys(gridsByCommunity).forEach(function (c) {
         if (c === home) return;
         var group = el("optgroup", { label: config.communities[c] || c });
         gridsByCommunity[c].forEach(function (g) {
-          group.appendChild(el("option", { value: g.code }, g.name + " " + g.code));
+          group.appendChild(el("option", { value: prefix + g.code }, g.name + " " + g.code));
         });
         select.appendChild(group);
       });
       return select;
     }
 
+    /* the volunteers of the caller's scope around a request (the volunteers layer, about 2 km
+     * each way): those a reassign may name besides the offered ones; null when they cannot
+     * be read (then the offers alone) */
+    var NEAR_DEG = 0.02;
+    function volunteersNear(d) {
+      if (!config.canAct || !config.urls.volunteers || !d.location ||
+          (d.allowed_actions || []).indexOf("reassign") < 0) return Promise.resolve(null);
+      var x = d.location.lon, y = d.location.lat;
+      var bbox = [x - NEAR_DEG, y - NEAR_DEG, x + NEAR_DEG, y + NEAR_DEG].map(function (v) {
+        return v.toFixed(6);
+      }).join(",");
+      return api(config.urls.volunteers + "&bbox=" + bbox).then(function (res) {
+        if (res.status !== 200) throw new Error(errorText(res));
+        return res.body.features || [];
+      }).catch(function (err) {
+        if (!err.expired) st.errors.push(String(err));
+        return null;
+      });
+    }
+
     function actionForm(d) {
       var form = el("form", { class: "mq-act", novalidate: "novalidate" });
-      var actions = (d.allowed_actions || []).filter(function (a) { return config.actions.indexOf(a) >= 0; });
+      var actions = (d.allowed_actions || []).filter(function (a) {
+        return config.actions.indexOf(a) >= 0 && a in FIELDS;
+      });
       if (!actions.length) return form;
       var prefix = DRAFT + d.id + ":";
       var chooser = el("select", { name: "action", "aria-label": labels.staff_action });
@@ -376,20 +407,30 @@
         fields.textContent = "";
         var action = chooser.value;
         var any = false;
-        FIELDS[action].forEach(function (pair) {
-          var key = pair[0], kind = pair[1];
-          var title = { grid: labels.staff_target_grid, note: labels.staff_note,
-                        reason: labels.staff_reason, number: labels.staff_duplicate_of,
-                        resolution: labels.staff_resolution }[kind];
+        FIELDS[action].forEach(function (field) {
+          var key = field[0], kind = field[1];
+          var title = Minqing.fieldTitle(kind, labels);
           var input = kind === "grid" ? gridSelect(d, key)
+            : kind === "target" ? gridSelect(d, key, "g:", Minqing.volunteerGroups(d, d.volunteersNear || null, labels))
+            : kind === "override" ? el("input", { type: "checkbox", name: key })
             : kind === "number" ? el("input", { name: key, autocomplete: "off" })
             : el("textarea", { name: key, rows: "2", maxlength: "2000" });
+          if (field[2]) input.setAttribute("required", "required");
+          if (kind === "override") {  // a confirmation is not kept as a draft
+            var check = el("label", { class: "check" });
+            check.appendChild(input);
+            check.appendChild(document.createTextNode(" " + title));
+            fields.appendChild(check);
+            return;
+          }
           var draftKey = prefix + action + ":" + key;
           var draft = recall(draftKey);
           if (draft !== null) {
-            if (kind !== "grid" || input.querySelector('option[value="' + draft.replace(/"/g, "") + '"]')) {
+            var listed = kind !== "grid" && kind !== "target" ||
+              input.querySelector('option[value="' + draft.replace(/"/g, "") + '"]');
+            if (listed) {
               input.value = draft;
-              if (kind !== "grid") any = true;
+              if (kind !== "grid" && kind !== "target") any = true;
             }
           }
           var save = function () { store(draftKey, input.value); store(prefix + "action", action); };
@@ -408,17 +449,24 @@
         ev.preventDefault();
         error.textContent = "";
         var action = chooser.value;
-        var body = {};
-        FIELDS[action].forEach(function (pair) {
-          var v = form.elements[pair[0]].value.trim();
-          if (v) body[pair[0]] = v;
+        Array.prototype.forEach.call(fields.querySelectorAll("[aria-invalid]"), function (i) {
+          i.removeAttribute("aria-invalid");
         });
+        var got = Minqing.actionBody(action, form);
+        if (got.missing) {  // required and blank: say which, send nothing
+          got.missing.setAttribute("aria-invalid", "true");
+          error.textContent = fmt(labels.act_required, { field: Minqing.fieldTitle(got.kind, labels) });
+          got.missing.focus();
+          popupUpdate(d.id);
+          return;
+        }
+        var body = got.body;
         button.disabled = true;
         button.textContent = labels.staff_working;
         api(fmt(config.urls.action, { id: d.id, action: action }),
             { method: "POST", body: JSON.stringify(body) })
           .then(function (res) {
-            if (res.status !== 200) { error.textContent = errorText(res); return; }
+            if (res.status !== 200) { error.textContent = errorText(res); popupUpdate(d.id); return; }
             inbox.actions += 1;
             forget(prefix);
             store(OPEN_KEY, null);
@@ -451,6 +499,7 @@
         });
         reconcile(fresh);
         if (entry && entry.marker.isPopupOpen()) {
+          after.volunteersNear = before.volunteersNear;
           renderDetail(entry.marker.getPopup().getContent(), after);
           entry.marker.getPopup().update();
         }
