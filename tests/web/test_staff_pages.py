@@ -165,9 +165,12 @@ def test_metrics_csv_equals_the_metrics_api(client, session):
         table = _csv_rows(resp)
         header, body = table[0], table[1:]
         assert header[:2] == ["编码", "名称"] and "按期结案率" in header
+        assert "曾超期数" in header and "网格层级按期率" in header
         keys = [
             "code", "name", "received", "closed", "closure_rate", "resolved_on_time",
-            "on_time_rate", "mean_rating", "rated", "open_backlog", "overdue",
+            "on_time_rate", "mean_rating", "rated", "open_backlog", "overdue", "was_overdue",
+            "grid_on_time_rate", "community_on_time_rate", "street_on_time_rate",
+            "district_on_time_rate",
         ]  # fmt: skip
         assert len(header) == len(keys)
         expected = [["" if r[k] is None else str(r[k]) for k in keys] for r in rows]
