@@ -130,7 +130,10 @@ UI: dict[str, tuple[str, str]] = {
     "staff_requests": ("诉求", "Requests"),
     "staff_scope": ("管辖范围", "Scope"),
     "staff_empty": ("本级暂无待办诉求", "Nothing waiting at your level"),
-    "staff_count": ("共 {n} 件，超期 {o} 件", "{n} waiting, {o} overdue"),
+    "staff_count": (
+        "共 {n} 件，超期 {o} 件，曾超期 {w} 件",
+        "{n} waiting, {o} overdue, {w} were overdue",
+    ),
     "staff_filter_all": ("全部", "All"),
     "staff_filter_triage": ("待分派", "Triage"),
     "staff_filter_overdue": ("已超期", "Overdue"),

@@ -66,6 +66,31 @@ def _timeline(session: Session, request_id: int, tz: str, *, actors: bool) -> li
     return out
 
 
+def _awaiting(session: Session, rows: list[Any]) -> dict[int, tuple[int, str]]:
+    """Whom each assigned, unclaimed request of ``rows`` waits for: (live offers, the lowest
+    name) by request id — "待<姓名>接单" when there is one, "n 人" otherwise."""
+    ids = [r["id"] for r in rows if r["status"] == "assigned" and r["assignee_id"] is None]
+    if not ids:
+        return {}
+    found = session.execute(
+        text(
+            "SELECT o.request_id, count(*), min(v.name) FROM request_offers o"
+            " JOIN volunteers v ON v.id = o.volunteer_id"
+            " WHERE o.request_id = ANY(:ids) GROUP BY o.request_id"
+        ),
+        {"ids": ids},
+    ).all()
+    return {r[0]: (r[1], r[2]) for r in found}
+
+
+def _awaiting_view(found: tuple[int, str] | None, *, pii: bool) -> dict[str, Any] | None:
+    if not found:
+        return None
+    n, name = found
+    shown = (name if pii else mask_name(name)) if n == 1 else None
+    return {"count": n, "name": shown}
+
+
 def _request_row(session: Session, request_id: int) -> Any:
     return (
         session.execute(
@@ -86,7 +111,13 @@ def _request_row(session: Session, request_id: int) -> Any:
 
 
 def _summary(
-    row: Any, tz: str, now: datetime, *, pii: bool, location: dict[str, Any] | None = None
+    row: Any,
+    tz: str,
+    now: datetime,
+    *,
+    pii: bool,
+    location: dict[str, Any] | None = None,
+    awaiting: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """A request as listed; ``location`` when served in a display CRS (else WGS84)."""
     overdue = bool(
@@ -114,6 +145,7 @@ def _summary(
         "first_deadline": iso(row["first_deadline_at"], tz),  # set at intake, never moved
         "overdue": overdue,  # open and past the current level's deadline
         "was_overdue": late,  # some level's deadline passed before it was met
+        "awaiting": _awaiting_view(awaiting, pii=pii),  # 待<姓名>接单 / offered to n
         "created_at": iso(row["created_at"], tz),
         "rating": row["rating"],
         "contact": contact_view(row["contact_name"], row["contact_phone"], pii=pii),
@@ -145,7 +177,8 @@ def request_detail(
     mine = access.staff or access.assignee
     row = _request_row(session, request_id)
     location = point_view(*lonlat_to_display(row["lon"], row["lat"], display_crs), display_crs)
-    out = _summary(row, tz, now, pii=pii, location=location)
+    awaiting = _awaiting(session, [row]).get(request_id) if access.staff else None
+    out = _summary(row, tz, now, pii=pii, location=location, awaiting=awaiting)
     offers = session.execute(
         text(
             "SELECT o.volunteer_id, v.name, o.rank, o.distance_m, o.distance_method"
@@ -324,6 +357,7 @@ def list_requests(
         np.array([r["lat"] for r in rows], dtype=np.float64),
         display_crs,
     )
+    waiting = _awaiting(session, rows)
     items = []
     for i, row in enumerate(rows):
         access = Access(
@@ -337,6 +371,7 @@ def list_requests(
             access, closed_at=row["closed_at"], now=now, assignee_pii_days=assignee_pii_days
         )
         location = point_view(shown_lon[i], shown_lat[i], display_crs)
-        items.append(_summary(row, tz, now, pii=pii, location=location))
+        awaiting = waiting.get(row["id"]) if access.staff else None
+        items.append(_summary(row, tz, now, pii=pii, location=location, awaiting=awaiting))
     next_cursor = encode_cursor(CURSOR_NAME, rows[-1]["id"]) if has_more and rows else None
     return items, next_cursor

@@ -353,3 +353,40 @@ def test_staff_reply_and_resolve_an_assigned_request_and_see_whom_it_waits_for(
     phone.wait_for_timeout(300)
     screenshot(phone, "staff_reassign_phone")
     assert pwatch.foreign_requests == [] and pwatch.console_errors == []
+
+
+def test_lateness_stays_visible_in_the_inbox(staff_site, committed_db, open_page):
+    """Issue 14: a request escalated for lateness shows 曾超期 at the new level; one past its
+    deadline shows 已超期; the count names both; each row says how long ago it came in."""
+    site = staff_site
+    with committed_db.session() as s:
+        s.execute(
+            text("UPDATE requests SET was_overdue = true WHERE id = :i"),
+            {"i": site.escalated["id"]},
+        )
+        s.execute(
+            text("UPDATE requests SET deadline_at = now() - interval '2 hours' WHERE id = :i"),
+            {"i": site.triage["id"]},
+        )
+        s.commit()
+    page, watch = open_page(f"{site.base}/staff", "phone")
+    _login_at(page, site.base, "/staff")
+    _wait_inbox(page)
+    assert _row(page, site.triage["id"]).locator(".badge-overdue").inner_text() == "已超期"
+    assert _row(page, site.escalated["id"]).locator(".badge-late").inner_text() == "曾超期"
+    assert "分钟前" in _row(page, site.escalated["id"]).locator(".meta").inner_text()
+    items = page.evaluate(
+        "() => Minqing.state.inbox.items.map(i => [i.id, i.overdue, i.was_overdue])"
+    )
+    overdue = {i for i, now, _ in items if now}
+    late = {i for i, now, was in items if was and not now}
+    assert site.triage["id"] in overdue and site.escalated["id"] in late
+    count = page.locator("#mq-count").inner_text()
+    assert f"超期 {len(overdue)} 件，曾超期 {len(late)} 件" in count, count
+    page.locator('[data-filter="overdue"]').click()
+    shown = page.locator("#mq-inbox li[data-id]").evaluate_all(
+        "ls => ls.filter(l => l.offsetParent !== null).map(l => Number(l.dataset.id))"
+    )
+    assert set(shown) == overdue | late
+    screenshot(page, "staff-inbox-lateness-phone")
+    assert not watch.console_errors, watch.console_errors

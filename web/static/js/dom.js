@@ -119,10 +119,31 @@
    * offered to one named volunteer (the name as the API gives this caller, masked or not),
    * the number of volunteers when several; null otherwise. */
   Minqing.awaitingText = function (d, labels) {
-    var offers = d.offers || [];
-    if (d.status !== "assigned" || d.assignee || !offers.length) return null;
-    if (offers.length === 1) return Minqing.fmt(labels.awaiting_named, { name: offers[0].name });
-    return Minqing.fmt(labels.awaiting_volunteers, { n: offers.length });
+    if (d.status !== "assigned" || d.assignee) return null;
+    /* the detail lists the offers; a list row says how many and the one name */
+    var n = d.offers ? d.offers.length : (d.awaiting ? d.awaiting.count : 0);
+    var name = d.offers ? (n === 1 ? d.offers[0].name : null) : (d.awaiting ? d.awaiting.name : null);
+    if (!n) return null;
+    if (n === 1 && name) return Minqing.fmt(labels.awaiting_named, { name: name });
+    return Minqing.fmt(labels.awaiting_volunteers, { n: n });
+  };
+
+  /* Lateness as a badge (DESIGN §3): overdue now (red), or a level deadline missed before
+   * (曾超期), which an escalation for lateness must not hide; null when on time. */
+  Minqing.latenessBadge = function (d, labels, cls) {
+    if (d.overdue) return Minqing.el("span", { class: cls + " " + cls + "-overdue overdue" }, labels.overdue_now);
+    if (d.was_overdue) return Minqing.el("span", { class: cls + " " + cls + "-late late" }, labels.was_overdue);
+    return null;
+  };
+
+  /* "3 小时前": the time since an ISO timestamp, in the page's language */
+  Minqing.ago = function (iso, labels, now) {
+    var t = Date.parse(iso);
+    if (isNaN(t)) return "";
+    var minutes = Math.max(0, Math.round(((now || Date.now()) - t) / 60000));
+    if (minutes < 60) return Minqing.fmt(labels.ago_minutes, { n: minutes });
+    if (minutes < 48 * 60) return Minqing.fmt(labels.ago_hours, { n: Math.floor(minutes / 60) });
+    return Minqing.fmt(labels.ago_days, { n: Math.floor(minutes / 1440) });
   };
 
   /* "{name}" placeholders filled from values; a missing value leaves nothing */

@@ -133,7 +133,7 @@
 
     function visible(item) {
       if (filter === "triage") return item.status === "triage";
-      if (filter === "overdue") return item.overdue;
+      if (filter === "overdue") return item.overdue || item.was_overdue;
       return true;
     }
 
@@ -145,7 +145,10 @@
       var head = el("div", { class: "row-head" });
       head.appendChild(el("span", { class: "number" }, item.number));
       head.appendChild(el("span", { class: "badge badge-" + item.status }, statusName(item.status)));
-      if (item.overdue) head.appendChild(el("span", { class: "badge badge-overdue" }, labels.staff_overdue));
+      var late = Minqing.latenessBadge(item, labels, "badge");
+      if (late) head.appendChild(late);
+      var awaiting = Minqing.awaitingText(item, labels);
+      if (awaiting) head.appendChild(el("span", { class: "badge badge-awaiting" }, awaiting));
       head.appendChild(el("span", { class: "badge" }, levelName(item.owner_level)));
       li.appendChild(head);
       li.appendChild(el("div", { class: "text" }, item.text));
@@ -153,7 +156,7 @@
         : (item.community ? item.community.name + " · " : "") + labels.staff_no_grid;
       li.appendChild(el("div", { class: "meta" },
         (config.categories[item.category] || item.category) + " · " + where + " · " +
-        labels.deadline + " " + shortTime(item.deadline)));
+        labels.deadline + " " + shortTime(item.deadline) + " · " + Minqing.ago(item.created_at, labels)));
       li.addEventListener("click", function () { select(item.id, true); });
       li.addEventListener("keydown", function (ev) {
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(item.id, true); }
@@ -164,16 +167,17 @@
     function renderList() {
       list.textContent = "";
       var items = sortItems(inbox.items);
-      var shown = 0, overdue = 0;
+      var shown = 0, overdue = 0, late = 0;
       items.forEach(function (item) {
         if (item.overdue) overdue += 1;
+        else if (item.was_overdue) late += 1;
         if (!visible(item)) return;
         shown += 1;
         var li = renderRow(item);
         rows[item.id].li = li;
         list.appendChild(li);
       });
-      count.textContent = fmt(labels.staff_count, { n: inbox.items.length, o: overdue });
+      count.textContent = fmt(labels.staff_count, { n: inbox.items.length, o: overdue, w: late });
       if (!shown) list.appendChild(el("li", { class: "empty" }, labels.staff_empty));
     }
 
@@ -292,7 +296,8 @@
       var h = el("h3", {});
       h.appendChild(el("span", { class: "number" }, d.number + " "));
       h.appendChild(el("span", { class: "badge badge-" + d.status }, statusName(d.status)));
-      if (d.overdue) h.appendChild(el("span", { class: "badge badge-overdue" }, labels.staff_overdue));
+      var lateness = Minqing.latenessBadge(d, labels, "badge");
+      if (lateness) h.appendChild(lateness);
       var awaiting = Minqing.awaitingText(d, labels);
       if (awaiting) h.appendChild(el("span", { class: "badge badge-awaiting" }, awaiting));
       box.appendChild(h);

@@ -262,11 +262,15 @@
         row1.appendChild(el("strong", {}, r.number));
         var badges = el("span", {});
         badges.appendChild(statusBadge(r.status, labels));
-        if (r.overdue) badges.appendChild(el("span", { class: "mq-badge overdue" }, labels.overdue));
+        var late = Minqing.latenessBadge(r, labels, "mq-badge");
+        if (late) badges.appendChild(late);
+        var awaiting = Minqing.awaitingText(r, labels);
+        if (awaiting) badges.appendChild(el("span", { class: "mq-badge awaiting" }, awaiting));
         row1.appendChild(badges);
         li.appendChild(row1);
         li.appendChild(el("div", { class: "meta" },
-          (config.categories[r.category] || r.category) + " · " + (r.grid ? r.grid.name : "")));
+          (config.categories[r.category] || r.category) + " · " + (r.grid ? r.grid.name : "") +
+          " · " + Minqing.ago(r.created_at, labels)));
         li.appendChild(el("div", { class: "txt" }, r.text));
         li.addEventListener("click", function () { select(r.id, true); });
         list.appendChild(li);
@@ -331,13 +335,16 @@
       var row1 = el("div", { class: "row1" });
       row1.appendChild(el("strong", {}, r.number));
       row1.appendChild(statusBadge(r.status, labels));
+      var late = kind === "history" ? null : Minqing.latenessBadge(r, labels, "mq-badge");
+      if (late) row1.appendChild(late);
       li.appendChild(row1);
       var metres = r.route_m != null ? r.route_m : r.distance_m;
       var walked = r.route_m != null || r.distance_method === "walk";
       var dist = metres != null ? Math.round(metres) + " m" + (walked ? " · " + labels.walking : "") : "";
       li.appendChild(el("div", { class: "meta" },
         (config.categories[r.category] || r.category) + (dist ? " · " + dist : "") +
-        (r.grid_name ? " · " + r.grid_name : "")));
+        (r.grid_name ? " · " + r.grid_name : "") +
+        (r.created_at ? " · " + Minqing.ago(r.created_at, labels) : "")));
       if (r.text) li.appendChild(el("div", { class: "txt" }, r.text));
       var msg = el("div", { class: "mq-msg", role: "alert" });
       var acts = el("div", { class: "mq-actions" });
