@@ -273,6 +273,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The line does not cut the grid ({pieces} piece(s)); draw it from outline to outline.",
     ),
     "invalid_line": ("线无效：{reason}", "Invalid line: {reason}"),
+    "grid_codes_exhausted": (
+        "社区 {community_code} 的网格编号已用完（序号最多 999）。",
+        "Community {community_code} has no free grid code left (sequences end at 999).",
+    ),
     "not_adjacent": ("这些网格不相邻，不能合并或移动公共边界。", "These grids are not neighbours."),
     "merge_needs_two": (
         "合并至少需要两个网格（收到 {count} 个）。",

@@ -112,7 +112,7 @@ def _new_codes(session: Session, community: Community, rows: list[GridRow], n: i
     ]
     start = max(seqs, default=0) + 1
     if start + n - 1 > 999:
-        raise Conflict("conflict", reason="the community has no free grid sequence left")
+        raise Conflict("grid_codes_exhausted", community_code=community.code)
     return [f"{community.code}{s:03d}" for s in range(start, start + n)]
 
 
