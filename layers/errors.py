@@ -87,7 +87,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unauthorized": ("请先登录或提供有效的访问令牌。", "Log in or provide a valid access token."),
     "invalid_credentials": ("用户名或密码错误。", "Wrong username or password."),
     "forbidden": ("您没有执行此操作的权限。", "You are not allowed to do this."),
-    "conflict": ("与当前状态冲突：{reason}", "Conflicts with the current state: {reason}"),
+    # the loser of a race (layers.pipeline.runner): what it acted upon changed meanwhile
+    "conflict": (
+        "刚有他人改动了此项，当前状态为“{status}”；请刷新后再操作。",
+        "Someone else changed this a moment ago; it is now '{status}'. Reload and try again.",
+    ),
     "payload_too_large": (
         "请求体过大，最多 {limit_bytes} 字节。",
         "The request body is too large; the limit is {limit_bytes} bytes.",

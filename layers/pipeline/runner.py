@@ -17,12 +17,19 @@
 
 An entity kind (``EntityKind``) supplies how to load, reach, change and record its rows;
 ``perform`` wraps the whole in one transaction over a row lock, so every action is atomic
-against every other.
+against every other. The lock alone would let the loser of a race act on a state it never
+saw (a second escalation skipping a level, a resolve refused 403 because an escalation took
+the assignee away): ``perform`` therefore reads the entity's ``version`` (for a request its
+status, owner, assignee and offers) before it waits for the lock, checks the actor's scope on
+what it read, and answers 409 ``conflict`` with the current state (or the row's ``taken``
+code) when the locked row's version is another one. Without a concurrent change the version
+is the same and the order above is unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -63,7 +70,17 @@ class EntityKind(Protocol):
 
     machine: StateMachine
 
-    def load(self, session: Session, key: Any) -> Any: ...
+    def load(self, session: Session, key: Any, *, lock: bool = True) -> Any: ...
+    def version(self, session: Session, row: Any) -> Hashable:
+        """What an actor acts upon: any change of it between the caller's read and the locked
+        row is a conflict. It must hold every value ``access`` depends on (the runner reuses
+        the access it found on the caller's read when the version is unchanged)."""
+        ...
+
+    def state(self, row: Any) -> dict[str, Any]:
+        """The current state a conflict answer names (e.g. status and owner level)."""
+        ...
+
     def status(self, row: Any) -> str: ...
     def access(self, session: Session, actor: Any, row: Any) -> Any: ...
     def refuse(self, action: Action, access: Any) -> Exception: ...
@@ -98,15 +115,17 @@ def run(
     parsed: Any = _UNPARSED,
     note: str | None = None,
     options: dict[str, Any] | None = None,
+    access: Any = None,
 ) -> Step:
     """Perform action ``name`` on ``row`` (already loaded and locked) inside the caller's
-    transaction; returns the step that was recorded."""
+    transaction; returns the step that was recorded. ``access``: the actor's access when the
+    caller already found it for this version of the row."""
     action = kind.machine.action(name)
     if parsed is _UNPARSED:
         parsed = parse_body(kind, name, body)
-    access = kind.access(session, actor, row)
-    if not kind.is_system(actor) and not (set(action.scope) & access.scopes):
-        raise kind.refuse(action, access)
+    if access is None:
+        access = kind.access(session, actor, row)
+    require_scope(kind, action, actor, access)
     status = kind.status(row)
     step = Step(
         action=action,
@@ -152,6 +171,22 @@ def run(
     return step
 
 
+def require_scope(kind: EntityKind, action: Action, actor: Any, access: Any) -> None:
+    """403 (the kind's answer) unless the actor reaches the entity in one of the action's
+    ``scope`` ways; the system always does."""
+    if not kind.is_system(actor) and not (set(action.scope) & access.scopes):
+        raise kind.refuse(action, access)
+
+
+def conflict(kind: EntityKind, action: Action, row: Any) -> Conflict:
+    """409 for the loser of a race, naming the current state: the row's ``taken`` code when
+    someone else took what it wanted, ``conflict`` otherwise."""
+    state = kind.state(row)
+    if action.taken is not None and kind.taken(row):
+        return Conflict(action.taken, **state)
+    return Conflict("conflict", action=action.name, **state)
+
+
 def perform(
     kind: EntityKind,
     session: Session,
@@ -162,11 +197,34 @@ def perform(
     now: datetime,
     body: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    expected: Hashable | None = None,
 ) -> Any:
-    """Parse the body, load and lock the entity ``key``, run action ``name`` on it and commit
-    (all or nothing); returns the row."""
+    """Parse the body, read the entity ``key`` as the caller sees it (its version, and the
+    actor's scope on it: 403), lock it, and unless its version changed meanwhile (409
+    ``conflict``, see the module docstring) run action ``name`` on it and commit (all or
+    nothing); returns the row. ``expected``: the version the caller acted upon, when it
+    knows one (a page it read earlier); another version is a conflict as well."""
     parsed = parse_body(kind, name, body)
+    action = kind.machine.action(name)
     with unit_of_work(session):
+        seen_row = kind.load(session, key, lock=False)
+        seen = kind.version(session, seen_row)
+        access = kind.access(session, actor, seen_row)
+        require_scope(kind, action, actor, access)
         row = kind.load(session, key)
-        run(kind, session, row, name, actor=actor, now=now, parsed=parsed, options=options)
+        current = kind.version(session, row)
+        if current != seen or (expected is not None and current != expected):
+            logger.debug("%s %s: version changed under the caller (%s)", name, key, current)
+            raise conflict(kind, action, row)
+        run(
+            kind,
+            session,
+            row,
+            name,
+            actor=actor,
+            now=now,
+            parsed=parsed,
+            options=options,
+            access=access,
+        )
     return row

@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from layers.errors import Conflict, Forbidden, NotFound
@@ -27,7 +27,7 @@ from layers.pipeline.machine import Action
 from layers.pipeline.runner import Step
 from layers.requests import events
 from layers.requests.access import Access, Actor, access_to
-from layers.requests.models import Request
+from layers.requests.models import Request, RequestOffer
 from layers.requests.recipients import addressees, grid_people, outbox_rows, owner_people
 from layers.requests.rules import deadline_hours, points_for
 from layers.requests.schemas import ticket_hash, ticket_request_id
@@ -59,8 +59,21 @@ class RequestKind:
 
     machine = MACHINE
 
-    def load(self, session: Session, key: int) -> Request:
-        return load_request(session, key)
+    def load(self, session: Session, key: int, *, lock: bool = True) -> Request:
+        return load_request(session, key, lock=lock)
+
+    def version(self, session: Session, row: Request) -> tuple[Any, ...]:
+        """Status, owner (level and grid: a publish re-homes), assignee and offer set: what
+        an action and the actor's access depend on (DESIGN §3, atomic actions)."""
+        offers = session.scalars(
+            select(RequestOffer.volunteer_id)
+            .where(RequestOffer.request_id == row.id)
+            .order_by(RequestOffer.volunteer_id)
+        ).all()
+        return (row.status, row.owner_level, row.grid_id, row.assignee_id, tuple(offers))
+
+    def state(self, row: Request) -> dict[str, Any]:
+        return {"status": row.status, "owner_level": row.owner_level}
 
     def status(self, row: Request) -> str:
         return row.status

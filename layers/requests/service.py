@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from layers.errors import NotFound
-from layers.pipeline.runner import parse_body, perform, run
+from layers.pipeline.runner import parse_body, perform
 from layers.requests.access import Access, Actor, access_to, scope_sql
 from layers.requests.entity import REQUESTS, load_by_ticket
 from layers.requests.idempotency import Idempotency, idempotency_for
@@ -93,13 +93,20 @@ def perform_action(
 def _by_ticket(
     session: Session, ticket: str, action: str, body: dict[str, Any], now: datetime | None
 ) -> Request:
-    """A resident's action on the request their ticket opens."""
-    now = now_utc(now)
-    parsed = parse_body(REQUESTS, action, body)
+    """A resident's action on the request their ticket opens, atomic like every other
+    (``perform``: a concurrent change is 409 ``conflict``)."""
+    parse_body(REQUESTS, action, body)  # a malformed body is 400 before the ticket is looked up
     with unit_of_work(session):
-        req = load_by_ticket(session, ticket, lock=True)
-        run(REQUESTS, session, req, action, actor=Actor.resident(req.id), now=now, parsed=parsed)
-    return req
+        request_id = load_by_ticket(session, ticket, lock=False).id
+    return perform(
+        REQUESTS,
+        session,
+        request_id,
+        action,
+        actor=Actor.resident(request_id),
+        now=now_utc(now),
+        body=body,
+    )
 
 
 def _keep(**fields: Any) -> dict[str, Any]:

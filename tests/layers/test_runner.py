@@ -1,11 +1,14 @@
 """The generic runner over a toy entity (a wish kept in memory): no database, no requests.
 
 Shows the runner is generic over the entity and pins its order: body, scope, legality
-(or ``taken``), load, handler, effects, write, outbox, follow-ups.
+(or ``taken``), load, handler, effects, write, outbox, follow-ups; and ``perform``'s: read the
+version and check scope on it, the row lock, 409 ``conflict`` when the version changed in
+between.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +17,7 @@ import pytest
 
 from layers.errors import BadRequest, Conflict, Forbidden
 from layers.pipeline.machine import SAME, START, Action, Notify, StateMachine
-from layers.pipeline.runner import Step, run
+from layers.pipeline.runner import Step, perform, run
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -26,6 +29,7 @@ class Wish:
     log: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     outbox: list[tuple[str, list[str]]] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
+    meanwhile: Callable[[Wish], None] | None = None  # another action, done before the lock
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,17 @@ MACHINE = StateMachine(
 class WishKind:
     machine = MACHINE
 
-    def load(self, session: Any, key: Any) -> Wish:
+    def load(self, session: Any, key: Wish, *, lock: bool = True) -> Wish:
+        key.trace.append("lock" if lock else "read")
+        if lock and key.meanwhile is not None:
+            key.meanwhile(key)
         return key
+
+    def version(self, session: Any, row: Wish) -> tuple[str, str | None]:
+        return (row.status, row.holder)
+
+    def state(self, row: Wish) -> dict[str, Any]:
+        return {"status": row.status}
 
     def status(self, row: Wish) -> str:
         return row.status
@@ -213,3 +226,58 @@ def test_the_system_is_always_in_scope() -> None:
     wish = Wish(status="fulfilled")
     run(KIND, None, wish, "archive", actor=Actor("system"), now=NOW)
     assert wish.status == "archived"
+
+
+class Transaction:
+    """What ``perform`` asks of a session: commit or roll back."""
+
+    def __init__(self) -> None:
+        self.ends: list[str] = []
+
+    def commit(self) -> None:
+        self.ends.append("commit")
+
+    def rollback(self) -> None:
+        self.ends.append("rollback")
+
+
+def _take(wish: Wish) -> None:
+    wish.status, wish.holder = "claimed", "wang"
+
+
+def test_perform_reads_the_version_then_locks_and_runs_when_nothing_changed() -> None:
+    wish, tx = Wish(), Transaction()
+    perform(KIND, tx, wish, "claim", actor=MEMBER, now=NOW)
+    assert wish.trace[:2] == ["read", "lock"] and wish.holder == "li"
+    assert tx.ends == ["commit"]
+
+
+def test_a_change_between_the_read_and_the_lock_is_a_conflict_naming_the_state() -> None:
+    wish, tx = Wish(meanwhile=lambda w: setattr(w, "status", "claimed")), Transaction()
+    with pytest.raises(Conflict) as err:
+        perform(KIND, tx, wish, "comment", actor=MEMBER, now=NOW)
+    assert err.value.code == "conflict"
+    assert err.value.details == {"action": "comment", "status": "claimed"}
+    assert wish.log == [] and tx.ends == ["rollback"]  # legal still, but not what was seen
+
+
+def test_the_loser_of_a_claim_gets_the_taken_code() -> None:
+    wish = Wish(meanwhile=_take)
+    with pytest.raises(Conflict) as err:
+        perform(KIND, Transaction(), wish, "claim", actor=MEMBER, now=NOW)
+    assert err.value.code == "taken" and wish.holder == "wang" and wish.log == []
+
+
+def test_scope_is_checked_on_what_the_caller_saw_before_the_conflict() -> None:
+    wish = Wish(meanwhile=_take)
+    with pytest.raises(Forbidden):
+        perform(KIND, Transaction(), wish, "claim", actor=Actor("resident"), now=NOW)
+
+
+def test_a_version_the_caller_names_must_still_be_the_rows() -> None:
+    wish = Wish()
+    with pytest.raises(Conflict) as err:
+        perform(KIND, Transaction(), wish, "comment", actor=MEMBER, now=NOW, expected=("x", None))
+    assert err.value.code == "conflict" and wish.log == []
+    perform(KIND, Transaction(), wish, "comment", actor=MEMBER, now=NOW, expected=("open", None))
+    assert [e[0] for e in wish.log] == ["comment"]
