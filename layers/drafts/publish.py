@@ -134,6 +134,11 @@ def _rehome(
     The placement runs in Python with ``geo.assign.GridIndex`` (PostGIS ``ST_Covers``
     semantics, lowest code on a shared border — checked against PostGIS by the import bench):
     a per-request LATERAL over the new rows cost ~0.2 s for a community's ~1.4k open requests.
+
+    The rows are locked as the runner locks them (FOR NO KEY UPDATE): an action under way is
+    waited for and its result re-homed; an action that comes later finds the request on
+    another grid row and answers 409 ``conflict``. FOR UPDATE would also block the key-share
+    lock of a duplicate pointing at one of them, and deadlock with its action.
     """
     if not closed_ids:
         return {"count": 0, "changed": 0}
@@ -143,7 +148,7 @@ def _rehome(
             " ST_X(r.geom) AS x, ST_Y(r.geom) AS y"
             " FROM requests r JOIN grids og ON og.id = r.grid_id"
             " WHERE r.grid_id = ANY(:closed) AND NOT (r.status = ANY(:finished))"
-            " ORDER BY r.id FOR UPDATE OF r"
+            " ORDER BY r.id FOR NO KEY UPDATE OF r"
         ),
         {"closed": closed_ids, "finished": list(FINISHED_STATUSES)},
     ).all()

@@ -38,8 +38,16 @@ from layers.volunteers.models import Volunteer
 logger = logging.getLogger(__name__)
 
 
+# FOR NO KEY UPDATE: serialises the actions on a row like FOR UPDATE, but leaves alone the
+# key-share locks of foreign keys to it (a duplicate pointing at a request being re-homed or
+# acted on waits for nothing, and cannot deadlock with it).
+ROW_LOCK = {"key_share": True}
+
+
 def load_request(session: Session, request_id: int, *, lock: bool = True) -> Request:
-    req = session.get(Request, request_id, with_for_update=lock, populate_existing=True)
+    req = session.get(
+        Request, request_id, with_for_update=ROW_LOCK if lock else None, populate_existing=True
+    )
     if req is None:
         raise NotFound("unknown_request", id=request_id)
     return req

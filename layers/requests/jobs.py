@@ -45,7 +45,7 @@ def _each_locked(
             .where(*where)
             .order_by(Request.id)
             .limit(batch)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         ).all()
         for rid in ids:
             act(load_request(session, rid))
