@@ -18,7 +18,6 @@ from layers.drafts.models import GridDraft
 from layers.drafts.service import (
     DEFAULT_RULES,
     FINISHED_STATUSES,
-    PUBLISH_LOCK_KEY,
     Community,
     _open_draft,
     _rows,
@@ -28,7 +27,7 @@ from layers.drafts.service import (
     load_community,
 )
 from layers.errors import Conflict, MinqingError, NotFound
-from layers.grids.repo import current_generation, live_sql
+from layers.grids.repo import PUBLISH_LOCK_KEY, current_generation, live_sql
 from layers.requests.events import record_rehome
 
 logger = logging.getLogger(__name__)

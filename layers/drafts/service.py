@@ -38,7 +38,6 @@ from layers.requests.workflow import TERMINAL
 logger = logging.getLogger(__name__)
 
 PERSONS_PER_HOUSEHOLD = 2.6  # as the demo district (7th census average 2.62)
-PUBLISH_LOCK_KEY = 7_100_001  # pg_advisory_xact_lock key serialising grid publishes
 DEFAULT_RULES = {"households_min": 300, "households_max": 500}
 EDIT_OPS = (
     "draw",

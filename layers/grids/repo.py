@@ -21,6 +21,9 @@ from layers.grids.models import Grid
 logger = logging.getLogger(__name__)
 
 CURRENT_GENERATION_SQL = "(SELECT coalesce(max(id), 0) FROM generations)"
+# pg_advisory_xact_lock key: a publish holds it exclusively while it retires and opens grid
+# rows and re-homes their requests; whatever puts a request on a grid row holds it shared.
+PUBLISH_LOCK_KEY = 7_100_001
 
 
 def live_sql(alias: str = "g", generation: str = CURRENT_GENERATION_SQL) -> str:

@@ -61,7 +61,10 @@ class Action:
     - ``handler``: the action's own effects, run inside the runner's transaction;
     - ``taken``: error code when the action fails because someone else already took it;
     - ``listed``: named among a state's allowed actions (False for bookkeeping rows that
-      only set-based writers record, such as a re-homing).
+      only set-based writers record, such as a re-homing);
+    - ``locks``: named locks the entity kind takes before the row lock, never after it (so
+      nothing holding the row waits for them): e.g. ``grids``, not while a publish retires
+      the grid rows the action could put the entity on.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Action:
     handler: Callable[..., None] | None = None
     taken: str | None = None
     listed: bool = True
+    locks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for column, value, allowed in (

@@ -81,6 +81,10 @@ class EntityKind(Protocol):
         """The current state a conflict answer names (e.g. status and owner level)."""
         ...
 
+    def lock(self, session: Session, names: tuple[str, ...]) -> None:
+        """Take the action's ``locks`` (the row's lock comes after them)."""
+        ...
+
     def status(self, row: Any) -> str: ...
     def access(self, session: Session, actor: Any, row: Any) -> Any: ...
     def refuse(self, action: Action, access: Any) -> Exception: ...
@@ -211,6 +215,8 @@ def perform(
         seen = kind.version(session, seen_row)
         access = kind.access(session, actor, seen_row)
         require_scope(kind, action, actor, access)
+        if action.locks:
+            kind.lock(session, action.locks)
         row = kind.load(session, key)
         current = kind.version(session, row)
         if current != seen or (expected is not None and current != expected):

@@ -23,6 +23,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from layers.errors import Conflict, Forbidden, NotFound
+from layers.grids.repo import PUBLISH_LOCK_KEY
 from layers.pipeline.machine import Action
 from layers.pipeline.runner import Step
 from layers.requests import events
@@ -82,6 +83,16 @@ class RequestKind:
 
     def state(self, row: Request) -> dict[str, Any]:
         return {"status": row.status, "owner_level": row.owner_level}
+
+    def lock(self, session: Session, names: tuple[str, ...]) -> None:
+        """``grids``: wait for a publish under way (it re-homes requests from the rows it
+        retires; a request put on such a row meanwhile would stay on a dead grid)."""
+        for name in names:
+            if name != "grids":
+                raise ValueError(f"unknown lock {name!r}")
+            session.execute(
+                text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": PUBLISH_LOCK_KEY}
+            )
 
     def status(self, row: Request) -> str:
         return row.status

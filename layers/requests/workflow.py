@@ -82,6 +82,7 @@ ACTIONS_TABLE = (
         check=handlers.check_assign,
         deadline="level",
         handler=handlers.assign,
+        locks=("grids",),  # puts the request on a grid row: not while a publish retires rows
         notify=Notify("assigned", ("grid_team", "offered")),
     ),
     Action("triage", (S.SUBMITTED,), S.TRIAGE, notify=Notify("triage", ("owner",))),
@@ -148,6 +149,7 @@ ACTIONS_TABLE = (
         load="drop",
         deadline="level",
         handler=handlers.reassign,
+        locks=("grids",),
         notify=Notify("reassigned", ("offered",)),
     ),
     Action(

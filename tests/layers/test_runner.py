@@ -2,8 +2,8 @@
 
 Shows the runner is generic over the entity and pins its order: body, scope, legality
 (or ``taken``), load, handler, effects, write, outbox, follow-ups; and ``perform``'s: read the
-version and check scope on it, the row lock, 409 ``conflict`` when the version changed in
-between.
+version and check scope on it, the action's own locks, the row lock, 409 ``conflict`` when the
+version changed in between.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ MACHINE = StateMachine(
             notify=Notify("fulfilled", ("poster",)),
         ),
         Action("comment", ("open", "claimed"), SAME, scope=("member", "holder")),
+        Action("pledge", ("open",), "claimed", scope=("member",), locks=("pledges",)),
         Action("archive", ("fulfilled",), "archived"),
     ),
 )
@@ -111,6 +112,9 @@ class WishKind:
 
     def state(self, row: Wish) -> dict[str, Any]:
         return {"status": row.status}
+
+    def lock(self, session: Any, names: tuple[str, ...]) -> None:
+        assert names == ("pledges",)
 
     def status(self, row: Wish) -> str:
         return row.status
@@ -281,3 +285,12 @@ def test_a_version_the_caller_names_must_still_be_the_rows() -> None:
     assert err.value.code == "conflict" and wish.log == []
     perform(KIND, Transaction(), wish, "comment", actor=MEMBER, now=NOW, expected=("open", None))
     assert [e[0] for e in wish.log] == ["comment"]
+
+
+def test_an_actions_own_locks_come_before_the_row_lock() -> None:
+    wish = Wish()
+    calls: list[str] = []
+    kind = WishKind()
+    kind.lock = lambda session, names: calls.append(f"{names[0]} after {wish.trace[-1]}")
+    perform(kind, Transaction(), wish, "pledge", actor=MEMBER, now=NOW)
+    assert calls == ["pledges after read"] and wish.trace[:2] == ["read", "lock"]
