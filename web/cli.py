@@ -248,6 +248,9 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from exc
 
 
+JOB_APPLICATION_NAME = "minqing-deadline-job"  # how the job's connection shows in pg_stat_activity
+
+
 def deadline_timer(database_url: str, every_s: float) -> threading.Event:
     """Run the deadline job every ``every_s`` seconds in a daemon thread; set the event to
     stop. The job is idempotent, so a second server doing the same is harmless."""
@@ -256,7 +259,15 @@ def deadline_timer(database_url: str, every_s: float) -> threading.Event:
     stop = threading.Event()
 
     def loop() -> None:
-        database = Database.from_url(database_url, pool_size=1, max_overflow=0)
+        # One connection, pinged at each checkout: after a database restart (or the backend
+        # being terminated) the dead connection is replaced before the cycle, not by failing it.
+        database = Database.from_url(
+            database_url,
+            pool_size=1,
+            max_overflow=0,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 5, "application_name": JOB_APPLICATION_NAME},
+        )
         while not stop.wait(every_s):
             try:
                 with database.session() as s:
