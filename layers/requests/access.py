@@ -23,12 +23,13 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from layers.areas.models import Area
 from layers.auth.permissions import Grant
 from layers.config import Settings
 from layers.grids.models import Grid
 from layers.grids.repo import subtree_sql
 from layers.requests.models import Request, RequestOffer
-from layers.requests.states import HOLDS_LOAD, OPEN, Status
+from layers.requests.states import ESCALATION_ORDER, HOLDS_LOAD, OPEN, Status
 from layers.volunteers.models import Volunteer
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: the assignee sees the resident's name and phone until this many days after closure (the
 #: default; the app passes its ``Settings.assignee_pii_days``, MINQING_ASSIGNEE_PII_DAYS)
 ASSIGNEE_PII_DAYS: float = Settings.assignee_pii_days
+
+#: grid 0, community 1, street 2, district 3: who may act on what a level owns
+LEVEL_RANK = {level.value: i for i, level in enumerate(ESCALATION_ORDER)}
 
 #: SQL over alias r: an offer of the request gives access now (``offer_lapse`` is None)
 OFFER_LIVE_SQL = "(r.status = 'assigned' AND r.assignee_id IS NULL)"
@@ -66,6 +70,9 @@ class Access:
     """How an actor reaches one request: through staff scope, as its volunteer, or not.
 
     ``staff_pii``: the staff scope comes (also) through a binding whose role sees names;
+    ``owns``: the staff scope comes through a binding at the owning level or above, which is
+    what lets staff act (a grid team reads the requests of its grid it escalated, but the
+    community now owns them: DESIGN §3, every level that owns a request can close it);
     ``lapsed``: why an offer the volunteer holds no longer gives access (``offer_lapse``)."""
 
     staff: bool
@@ -75,6 +82,7 @@ class Access:
     resident: bool = False
     staff_pii: bool = False
     lapsed: str | None = None
+    owns: bool = False
 
     @property
     def any(self) -> bool:
@@ -84,7 +92,7 @@ class Access:
     def scopes(self) -> frozenset[str]:
         """The names the action table's ``scope`` column uses."""
         named = {
-            "staff": self.staff,
+            "staff": self.staff and self.owns,
             "assignee": self.assignee,
             "offered": self.offered,
             "resident": self.resident,
@@ -162,7 +170,14 @@ def access_to(session: Session, actor: Actor, req: Request) -> Access:
     reaches only the request their ticket opened."""
     grant = actor.grant
     if actor.kind == "system":
-        return Access(staff=True, volunteer_id=None, offered=False, assignee=False, staff_pii=True)
+        return Access(
+            staff=True,
+            volunteer_id=None,
+            offered=False,
+            assignee=False,
+            staff_pii=True,
+            owns=True,
+        )
     if actor.kind == "resident":
         mine = actor.request_id is not None and actor.request_id == req.id
         return Access(staff=False, volunteer_id=None, offered=False, assignee=False, resident=mine)
@@ -185,7 +200,30 @@ def access_to(session: Session, actor: Actor, req: Request) -> Access:
         assignee=assignee,
         staff_pii=staff and reaches(unmasked, ancestors, code),
         lapsed=lapsed,
+        owns=staff and owns(session, grant, ancestors, code, req.owner_level),
     )
+
+
+def owns(
+    session: Session,
+    grant: Grant,
+    ancestors: frozenset[int],
+    grid_code: str | None,
+    owner_level: str,
+) -> bool:
+    """Whether ``grant`` reaches the request through a binding at its owner level or above:
+    a grid binding while the grid owns it, an area binding whose area is at or above the
+    owner level (a community's staff own what the community or its grids own)."""
+    if grant.everything:
+        return True
+    rank = LEVEL_RANK[owner_level]
+    if grid_code is not None and grid_code in grant.grid_codes and rank == 0:
+        return True
+    bound = ancestors & grant.area_ids
+    if not bound:
+        return False
+    levels = session.scalars(select(Area.level).where(Area.id.in_(bound))).all()
+    return any(LEVEL_RANK.get(level, -1) >= rank for level in levels)
 
 
 def pii_for(

@@ -159,16 +159,28 @@ def test_reassign_to_volunteer_or_grid(client, session, world) -> None:
 
 
 def test_escalation_chain_and_deadlines(client, session, world) -> None:
-    leader = token(client, world.users["grid_leader"])
+    """Each level hands up what it owns; once it went up, the level below reads it but no
+    longer acts on it (the level above owns it now)."""
     rid = submit(client).get_json()["id"]
     hours = escalation_deadline_hours()
-    for level in ("community", "street", "district"):
+    chain = (
+        ("grid_leader", "community"),
+        ("community_staff", "street"),
+        ("street_staff", "district"),
+    )
+    for who, level in chain:
+        headers = token(client, world.users[who])
         t0 = datetime.now(UTC)
-        r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader, json=UP)
+        r = client.post(f"/api/v1/requests/{rid}/escalate", headers=headers, json=UP)
         assert r.status_code == 200 and r.get_json()["owner_level"] == level
         deadline = datetime.fromisoformat(r.get_json()["deadline"])
         assert abs((deadline - t0) - timedelta(hours=hours[level])) < timedelta(seconds=30)
-    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=leader, json=UP)
+        again = client.post(f"/api/v1/requests/{rid}/escalate", headers=headers, json=UP)
+        assert again.status_code == 403, again.get_json()  # not twice: it is not theirs now
+        seen = client.get(f"/api/v1/requests/{rid}", headers=headers)
+        assert seen.status_code == 200 and seen.get_json()["allowed_actions"] == []
+    admin = token(client, world.users["admin"])
+    r = client.post(f"/api/v1/requests/{rid}/escalate", headers=admin, json=UP)
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "cannot_escalate"
 
 
