@@ -191,6 +191,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "已达到接单上限，请先办结手头的诉求。",
         "Load limit reached; resolve your open requests first.",
     ),
+    "owned_by_another_level": (
+        "该诉求现由{owner_level}负责办理，您可以查看，但不能再处理。",
+        "This request is now owned at the {owner_level} level: you can read it but no longer act.",
+    ),
     "offer_lapsed": (
         "该诉求的派单已失效（{reason}），不能再查看或接单。",
         "The offer of this request has lapsed ({reason}); it can no longer be read or claimed.",
@@ -319,12 +323,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+LEVEL_NAMES_ZH = {"grid": "网格", "community": "社区", "street": "街道", "district": "区"}
+
+
 def message_for(code: str, locale: str, details: dict[str, Any] | None = None) -> str:
     """Return the human message for ``code`` in ``locale`` (falls back to zh-CN)."""
     zh, en = MESSAGES.get(code, MESSAGES["internal_error"])
-    template = en if locale.lower().startswith("en") else zh
+    english = locale.lower().startswith("en")
+    template = en if english else zh
+    values = dict(details or {})
+    if not english:  # owner levels by their Chinese names (网格 / 社区 / 街道 / 区)
+        values.update(
+            {k: LEVEL_NAMES_ZH.get(v, v) for k, v in values.items() if k.endswith("level")}
+        )
     try:
-        return template.format(**(details or {}))
+        return template.format(**values)
     except (KeyError, IndexError, ValueError):
         logger.warning("message template for %s lacks details %s", code, details)
         return template

@@ -83,6 +83,7 @@ class Access:
     staff_pii: bool = False
     lapsed: str | None = None
     owns: bool = False
+    owner_level: str | None = None
 
     @property
     def any(self) -> bool:
@@ -201,6 +202,7 @@ def access_to(session: Session, actor: Actor, req: Request) -> Access:
         staff_pii=staff and reaches(unmasked, ancestors, code),
         lapsed=lapsed,
         owns=staff and owns(session, grant, ancestors, code, req.owner_level),
+        owner_level=req.owner_level,
     )
 
 

@@ -111,6 +111,8 @@ class RequestKind:
             return Forbidden("offer_lapsed", reason=access.lapsed)
         if "offered" in action.scope:
             return Forbidden("not_offered")
+        if "staff" in action.scope and access.staff and not access.owns:
+            return Forbidden("owned_by_another_level", owner_level=access.owner_level)
         return Forbidden("forbidden")
 
     def taken(self, row: Request) -> bool:

@@ -177,6 +177,7 @@ def test_escalation_chain_and_deadlines(client, session, world) -> None:
         assert abs((deadline - t0) - timedelta(hours=hours[level])) < timedelta(seconds=30)
         again = client.post(f"/api/v1/requests/{rid}/escalate", headers=headers, json=UP)
         assert again.status_code == 403, again.get_json()  # not twice: it is not theirs now
+        assert again.get_json()["error"]["code"] == "owned_by_another_level"
         seen = client.get(f"/api/v1/requests/{rid}", headers=headers)
         assert seen.status_code == 200 and seen.get_json()["allowed_actions"] == []
     admin = token(client, world.users["admin"])
