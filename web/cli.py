@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
 from layers.config import PROJECT_ROOT, Settings, settings_from_env
 from layers.db import Database, check_reachable, migrate
@@ -251,11 +252,20 @@ def ensure_port_free(host: str, port: int) -> None:
 JOB_APPLICATION_NAME = "minqing-deadline-job"  # how the job's connection shows in pg_stat_activity
 
 
+def deadline_cycle(*, session: Session) -> dict[str, int]:
+    """One cycle of the deadline job: escalate what is overdue, auto-close what was never
+    rated, purge old idempotency keys, and re-home requests a publish raced with."""
+    from layers.drafts.publish import rehome_stragglers
+    from layers.requests.service import run_escalations
+
+    counts = run_escalations(session=session)
+    counts["rehomed"] = rehome_stragglers(session=session)["count"]
+    return counts
+
+
 def deadline_timer(database_url: str, every_s: float) -> threading.Event:
     """Run the deadline job every ``every_s`` seconds in a daemon thread; set the event to
     stop. The job is idempotent, so a second server doing the same is harmless."""
-    from layers.requests.service import run_escalations
-
     stop = threading.Event()
 
     def loop() -> None:
@@ -271,7 +281,7 @@ def deadline_timer(database_url: str, every_s: float) -> threading.Event:
         while not stop.wait(every_s):
             try:
                 with database.session() as s:
-                    counts = run_escalations(session=s)
+                    counts = deadline_cycle(session=s)
                 if any(counts.values()):
                     logger.info("deadline job: %s", counts)
             except Exception:  # keep the timer alive through a database restart
@@ -571,12 +581,10 @@ def project_root() -> Path:
 def escalate_cmd(c: Context) -> None:
     """Run the deadline job once: escalate overdue requests one level, auto-close resolved
     requests unrated for 7 days. Idempotent; safe from cron every minute."""
-    from layers.requests.service import run_escalations
-
-    counts = _run_service(c, run_escalations)
+    counts = _run_service(c, deadline_cycle)
     click.echo(
         f"escalated {counts['escalated']}, auto-closed {counts['auto_closed']}, "
-        f"expired idempotency keys {counts['expired_keys']}"
+        f"expired idempotency keys {counts['expired_keys']}, re-homed {counts['rehomed']}"
     )
 
 

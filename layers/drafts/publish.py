@@ -29,6 +29,7 @@ from layers.drafts.service import (
 from layers.errors import Conflict, MinqingError, NotFound
 from layers.grids.repo import PUBLISH_LOCK_KEY, current_generation, live_sql
 from layers.requests.events import record_rehome
+from layers.transactions import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,11 @@ def _publish_rows(
 
 
 def _rehome(
-    session: Session, closed_ids: list[int], opened_ids: list[int], generation: int, user_id: int
+    session: Session,
+    closed_ids: list[int],
+    opened_ids: list[int],
+    generation: int,
+    user_id: int | None,
 ) -> dict[str, int]:
     """Move the not-finished requests of closed grid rows to the new row covering them
     (lowest code on a border; the nearest when none covers), one ``rehome`` event each
@@ -204,6 +209,47 @@ def _rehome(
     )
     changed = sum(1 for r, c in zip(reqs, new_codes, strict=True) if r.old_code != c)
     return {"count": len(reqs), "changed": changed}
+
+
+# Open requests on a grid row retired by one of the last few publishes (alias g = grids).
+_STRAGGLERS_SQL = text(
+    "SELECT DISTINCT r.grid_id FROM grids g JOIN requests r ON r.grid_id = g.id"
+    " WHERE g.generation_high IS NOT NULL AND g.generation_high > :since"
+    " AND NOT (r.status = ANY(:finished)) ORDER BY r.grid_id"
+)
+
+
+def rehome_stragglers(*, session: Session, recent: int = 3) -> dict[str, int]:
+    """Re-home open requests that a write racing a publish left on a grid row it retired.
+
+    Actions that put a request on a grid row wait for a publish (the ``grids`` lock of the
+    action table), but intake and the bulk import write in one autocommit statement each and
+    take no lock: one that read the grids before a publish and wrote after it leaves its
+    request on a dead row, which no leader sees. The deadline job sweeps them up every cycle,
+    looking only at rows retired by the last ``recent`` publishes (the race's window), under
+    the publish lock, through the same ``rehome`` events as a publish (by the system)."""
+    with unit_of_work(session):
+        params = {
+            "since": current_generation(session) - recent,
+            "finished": list(FINISHED_STATUSES),
+        }
+        if session.scalars(_STRAGGLERS_SQL, params).first() is None:
+            return {"count": 0, "changed": 0}
+        _lock_publish(session)
+        closed = list(session.scalars(_STRAGGLERS_SQL, params).all())
+        opened = list(
+            session.scalars(
+                text(
+                    f"SELECT g.id FROM grids g WHERE {live_sql('g')} AND g.community_id IN"
+                    " (SELECT community_id FROM grids WHERE id = ANY(:closed))"
+                ),
+                {"closed": closed},
+            ).all()
+        )
+        moved = _rehome(session, closed, opened, current_generation(session), user_id=None)
+    if moved["count"]:
+        logger.warning("re-homed %d request(s) left on retired grid rows", moved["count"])
+    return moved
 
 
 def _lock_publish(session: Session) -> None:

@@ -250,7 +250,8 @@ def record_rehome(
     user_id: int | None,
 ) -> None:
     """Move requests to new grid rows (``moves``: (request id, new grid id)) and append one
-    ``rehome`` event each, in two statements (an executemany cost ~50 ms per 1.4k)."""
+    ``rehome`` event each, in two statements (an executemany cost ~50 ms per 1.4k); by the
+    planner ``user_id``, or by the system (None: the deadline job's sweep)."""
     bad = {st for st in statuses if MACHINE.next_status(st, "rehome") is None}
     if bad:
         raise ValueError(f"rehome is not allowed from {sorted(bad)}")
@@ -268,7 +269,7 @@ def record_rehome(
     session.execute(
         text(
             f"INSERT INTO request_events ({_EVENT_COLUMNS})"
-            " SELECT e.r, now(), :u, 'user', :action, e.st, e.st, e.ol, e.note,"
+            " SELECT e.r, now(), :u, :kind, :action, e.st, e.st, e.ol, e.note,"
             " CAST(e.data AS jsonb)"
             " FROM unnest(CAST(:r AS bigint[]), CAST(:st AS text[]), CAST(:ol AS text[]),"
             " CAST(:note AS text[]), CAST(:data AS text[])) AS e(r, st, ol, note, data)"
@@ -276,6 +277,7 @@ def record_rehome(
         ),
         {
             "u": user_id,
+            "kind": "system" if user_id is None else "user",
             "action": action,
             "r": ids,
             "st": list(statuses),

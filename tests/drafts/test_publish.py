@@ -242,3 +242,38 @@ def test_blocking_findings_prevent_publishing_and_nothing_changes(client, sessio
     assert codes_of(client.get(f"/api/v1/drafts/{draft_id}", headers=planner).get_json()) == sorted(
         set(before) - {"990000002001003"}
     )
+
+
+def test_the_deadline_job_rehomes_a_request_a_publish_raced_with(client, session, planner):
+    """An intake that read the grids before a publish and wrote after it leaves its request
+    on a retired row; the deadline job's sweep moves it to the live row covering it."""
+    from layers.drafts.publish import rehome_stragglers
+    from web.cli import deadline_cycle
+
+    community = _ids(session)
+    old_id = live_grids(session)[TARGET][0]
+    draft_id, _stays, moves = _split_draft(client, session, planner)
+    session.commit()
+    resp = client.post(f"/api/v1/drafts/{draft_id}/publish", headers=planner)
+    assert resp.status_code == 201, resp.get_json()
+    p = moves.representative_point()
+    late = request_row(
+        session, "T-LATE", SimpleNamespace(id=old_id), community, p.x, p.y, status="assigned"
+    )
+    done = request_row(
+        session, "T-DONE", SimpleNamespace(id=old_id), community, p.x, p.y, status="closed"
+    )
+    counts = deadline_cycle(session=session)
+    assert counts["rehomed"] == 1
+    rows = dict(session.execute(text(NUMBERS_TO_CODES)).all())
+    assert rows["T-LATE"] == NEW and rows["T-DONE"] == TARGET  # closed ones stay as they were
+    event = session.execute(
+        text(
+            "SELECT action, actor_kind, from_status, to_status, data->>'new_grid_code'"
+            " FROM request_events WHERE request_id = :r ORDER BY id DESC LIMIT 1"
+        ),
+        {"r": late.id},
+    ).one()
+    assert tuple(event) == ("rehome", "system", "assigned", "assigned", NEW)
+    assert rehome_stragglers(session=session) == {"count": 0, "changed": 0}
+    assert done.id
