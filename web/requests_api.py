@@ -231,17 +231,27 @@ def list_requests():
 @bp.get("/requests/<int:request_id>")
 @policy("requests.read")
 def request_read(request_id: int):
-    """One request with its timeline, offers and the actions allowed now."""
-    return jsonify(
-        service.request_detail(
-            session=db_session(),
-            request_id=request_id,
-            actor=user_actor(),
-            tz=_tz(),
-            display_crs=parse_display_crs(request.args.get("crs")),
-            assignee_pii_days=_pii_days(),
-        )
+    """One request with its timeline, offers and the actions allowed now; its ``version``
+    is the ETag an action may send back as If-Match."""
+    detail = service.request_detail(
+        session=db_session(),
+        request_id=request_id,
+        actor=user_actor(),
+        tz=_tz(),
+        display_crs=parse_display_crs(request.args.get("crs")),
+        assignee_pii_days=_pii_days(),
     )
+    resp = jsonify(detail)
+    resp.set_etag(detail["version"])
+    return resp
+
+
+def _if_match() -> str | None:
+    """The version an action was meant for (If-Match: one entity tag; ``*`` means any)."""
+    tags = request.if_match
+    if not tags or tags.star_tag:
+        return None
+    return next(iter(tags.as_set()), None)
 
 
 # -- workflow actions: one route and one permission row each -----------------------------------
@@ -249,6 +259,7 @@ def _action_view(action: str):
     def view(request_id: int):
         body = json_body() if request.get_data() else {}
         req = service.perform_action(
+            expected_version=_if_match(),
             session=db_session(),
             request_id=request_id,
             action=action,

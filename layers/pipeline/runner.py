@@ -28,6 +28,8 @@ is the same and the order above is unchanged.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -175,6 +177,13 @@ def run(
     return step
 
 
+def version_tag(version: Hashable) -> str:
+    """A short opaque tag of an entity's version (an HTTP ETag): a page sends back the tag of
+    what it showed (If-Match) and acts on that version or gets 409 ``conflict``."""
+    raw = json.dumps(version, default=str, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
 def require_scope(kind: EntityKind, action: Action, actor: Any, access: Any) -> None:
     """403 (the kind's answer) unless the actor reaches the entity in one of the action's
     ``scope`` ways; the system always does."""
@@ -207,7 +216,8 @@ def perform(
     actor's scope on it: 403), lock it, and unless its version changed meanwhile (409
     ``conflict``, see the module docstring) run action ``name`` on it and commit (all or
     nothing); returns the row. ``expected``: the version the caller acted upon, when it
-    knows one (a page it read earlier); another version is a conflict as well."""
+    knows one (a page it read earlier: the version or its ``version_tag``); another version is
+    a conflict as well."""
     parsed = parse_body(kind, name, body)
     action = kind.machine.action(name)
     with unit_of_work(session):
@@ -219,7 +229,8 @@ def perform(
             kind.lock(session, action.locks)
         row = kind.load(session, key)
         current = kind.version(session, row)
-        if current != seen or (expected is not None and current != expected):
+        stale = expected is not None and expected not in (current, version_tag(current))
+        if current != seen or stale:
             logger.debug("%s %s: version changed under the caller (%s)", name, key, current)
             raise conflict(kind, action, row)
         run(

@@ -17,6 +17,7 @@ from layers.auth.pii import mask_name
 from layers.display_crs import bbox_to_wgs84, lonlat_to_display
 from layers.errors import Forbidden, NotFound
 from layers.features import decode_cursor, encode_cursor
+from layers.pipeline.runner import version_tag
 from layers.requests.access import (
     ASSIGNEE_PII_DAYS,
     Access,
@@ -26,7 +27,7 @@ from layers.requests.access import (
     pii_sql,
     scope_sql,
 )
-from layers.requests.entity import load_by_ticket
+from layers.requests.entity import REQUESTS, load_by_ticket
 from layers.requests.models import Request
 from layers.requests.rules import categories_by_code
 from layers.requests.schemas import DEFAULT_TZ, contact_view, iso, now_utc
@@ -219,6 +220,9 @@ def request_detail(
     )
     if access.staff:
         out["possible_duplicates"] = _possible_duplicates(session, request_id)
+    # what the page shows this version of; an action sent with it (If-Match) acts on it or
+    # answers 409 conflict (someone acted meanwhile)
+    out["version"] = version_tag(REQUESTS.version(session, req))
     return out
 
 

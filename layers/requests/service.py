@@ -74,8 +74,10 @@ def perform_action(
     now: datetime | None = None,
     tz: str = DEFAULT_TZ,
     k: int = DEFAULT_K,
+    expected_version: str | None = None,
 ) -> Request:
-    """Perform one workflow action by name (404 ``unknown_action`` for others)."""
+    """Perform one workflow action by name (404 ``unknown_action`` for others); with
+    ``expected_version`` (the detail's ``version``, sent as If-Match) only on that version."""
     if action not in ACTIONS:
         raise NotFound("unknown_action", action=action, available=", ".join(ACTIONS))
     return perform(
@@ -87,6 +89,7 @@ def perform_action(
         now=now_utc(now),
         body=body,
         options={"tz": tz, "k": k},
+        expected=expected_version,
     )
 
 

@@ -46,6 +46,7 @@
       opts = opts || {};
       var headers = { Accept: "application/json", "Accept-Language": config.lang };
       if (opts.body) headers["Content-Type"] = "application/json";
+      if (opts.version) headers["If-Match"] = '"' + opts.version + '"';  // the version shown
       var st = state();
       st.pending += 1;
       return fetch(url, { method: opts.method || "GET", credentials: "same-origin",
@@ -469,7 +470,7 @@
         button.disabled = true;
         button.textContent = labels.staff_working;
         api(fmt(config.urls.action, { id: d.id, action: action }),
-            { method: "POST", body: JSON.stringify(body) })
+            { method: "POST", body: JSON.stringify(body), version: d.version })
           .then(function (res) {
             if (res.status !== 200) { error.textContent = errorText(res); popupUpdate(d.id); return; }
             inbox.actions += 1;

@@ -9,9 +9,12 @@
   var el = Minqing.el;  // web/static/js/dom.js
   var fmt = Minqing.fmt;
 
-  function api(url, method, body, lang) {
+  /* ``version``: the request version the page shows (its ETag); an action sent with it acts
+   * on that version or answers 409 conflict when someone acted meanwhile */
+  function api(url, method, body, lang, version) {
     var opts = { method: method || "GET", credentials: "same-origin",
                  headers: { Accept: "application/json", "Accept-Language": lang || "zh-CN" } };
+    if (version) opts.headers["If-Match"] = '"' + version + '"';
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
@@ -176,7 +179,8 @@
       function run(action, body, button) {
         msg.textContent = "";
         if (button) button.disabled = true;
-        return api(fmt(config.urls.detail, { id: d.id }) + "/" + action, "POST", body, config.lang)
+        return api(fmt(config.urls.detail, { id: d.id }) + "/" + action, "POST", body, config.lang,
+                   d.version)
           .then(function () { return refresh(d.id); })
           .catch(function (e) {
             msg.textContent = e.message;
