@@ -139,16 +139,26 @@ def load_principal(*, session: Session, user_id: int, token_version: int) -> Pri
     user = session.get(User, user_id)
     if user is None or not user.active or user.token_version != token_version:
         return None
-    return _principal(session, user)
+    principal = _principal(session, user)
+    # the request's own principal, read again by what its answer offers (principal_of)
+    session.info.setdefault(_PRINCIPALS, {})[user.id] = principal
+    return principal
 
 
 def principal_of(*, session: Session, user_id: int) -> Principal | None:
     """The principal of an active account as it is now (its role bindings), or None; for
-    layers that know only the acting user's id (what a request's detail offers them)."""
+    layers that know only the acting user's id (what a request's detail offers them). The
+    signed-in principal of a web request is not read twice (``load_principal`` keeps it)."""
+    cached = session.info.get(_PRINCIPALS, {}).get(user_id)
+    if cached is not None:
+        return cached
     user = session.get(User, user_id)
     if user is None or not user.active:
         return None
     return _principal(session, user)
+
+
+_PRINCIPALS = "minqing.principals"  # session.info key: principals read in this session
 
 
 def _principal(session: Session, user: User) -> Principal:

@@ -16,6 +16,7 @@ see them and reaches the request (``Grant.unmasked``), and to the assignee until
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,30 +105,57 @@ class Access:
 NO_ACCESS = Access(staff=False, volunteer_id=None, offered=False, assignee=False)
 
 
+def _memo(session: Session, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per session (a web request) for ``(name, key)``: an action, its
+    access checks and the detail it answers with ask the same questions of rows that do not
+    change under them (a grid's code, a community's ancestors, an account's volunteer)."""
+    cache = session.info.setdefault("minqing.access", {})
+    if (name, key) not in cache:
+        cache[(name, key)] = compute()
+    return cache[(name, key)]
+
+
 def volunteer_id_of(session: Session, user_id: int | None) -> int | None:
     if user_id is None:
         return None
-    return session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
+    found = session.info.get("minqing.access", {}).get(("volunteer", user_id))
+    if found is None:  # only a found id is kept: an account may register meanwhile
+        found = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
+        if found is not None:
+            session.info.setdefault("minqing.access", {})[("volunteer", user_id)] = found
+    return found
 
 
 def ancestor_ids(session: Session, area_id: int | None) -> frozenset[int]:
     """The area ``area_id`` and every area above it (empty for None)."""
     if area_id is None:
         return frozenset()
-    return frozenset(
-        session.scalars(
-            text(
-                "WITH RECURSIVE up AS (SELECT id, parent_id FROM areas WHERE id = :c"
-                " UNION SELECT a.id, a.parent_id FROM areas a JOIN up ON a.id = up.parent_id)"
-                " SELECT id FROM up"
-            ),
-            {"c": area_id},
-        )
+    return _memo(
+        session,
+        "ancestors",
+        area_id,
+        lambda: frozenset(
+            session.scalars(
+                text(
+                    "WITH RECURSIVE up AS (SELECT id, parent_id FROM areas WHERE id = :c"
+                    " UNION SELECT a.id, a.parent_id FROM areas a"
+                    " JOIN up ON a.id = up.parent_id) SELECT id FROM up"
+                ),
+                {"c": area_id},
+            )
+        ),
     )
 
 
 def _grid_code(session: Session, grid_id: int | None) -> str | None:
-    return session.scalar(select(Grid.code).where(Grid.id == grid_id)) if grid_id else None
+    if not grid_id:
+        return None
+    return _memo(
+        session,
+        "grid_code",
+        grid_id,
+        lambda: session.scalar(select(Grid.code).where(Grid.id == grid_id)),
+    )
 
 
 def reaches(grant: Grant, ancestors: frozenset[int], grid_code: str | None) -> bool:
@@ -224,7 +252,12 @@ def owns(
     bound = ancestors & grant.area_ids
     if not bound:
         return False
-    levels = session.scalars(select(Area.level).where(Area.id.in_(bound))).all()
+    levels = _memo(
+        session,
+        "levels",
+        bound,
+        lambda: session.scalars(select(Area.level).where(Area.id.in_(bound))).all(),
+    )
     return any(LEVEL_RANK.get(level, -1) >= rank for level in levels)
 
 

@@ -71,15 +71,19 @@ class RequestKind:
     def load(self, session: Session, key: int, *, lock: bool = True) -> Request:
         return load_request(session, key, lock=lock)
 
-    def version(self, session: Session, row: Request) -> tuple[Any, ...]:
+    def version(
+        self, session: Session, row: Request, *, offer_ids: list[int] | None = None
+    ) -> tuple[Any, ...]:
         """Status, owner (level and grid: a publish re-homes), assignee and offer set: what
-        an action and the actor's access depend on (DESIGN §3, atomic actions)."""
-        offers = session.scalars(
-            select(RequestOffer.volunteer_id)
-            .where(RequestOffer.request_id == row.id)
-            .order_by(RequestOffer.volunteer_id)
-        ).all()
-        return (row.status, row.owner_level, row.grid_id, row.assignee_id, tuple(offers))
+        an action and the actor's access depend on (DESIGN §3, atomic actions); ``offer_ids``
+        when the caller already read every offer."""
+        if offer_ids is None:
+            offer_ids = list(
+                session.scalars(
+                    select(RequestOffer.volunteer_id).where(RequestOffer.request_id == row.id)
+                ).all()
+            )
+        return (row.status, row.owner_level, row.grid_id, row.assignee_id, tuple(sorted(offer_ids)))
 
     def state(self, row: Request) -> dict[str, Any]:
         return {"status": row.status, "owner_level": row.owner_level}

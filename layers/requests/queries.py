@@ -178,8 +178,6 @@ def request_detail(
     mine = access.staff or access.assignee
     row = _request_row(session, request_id)
     location = point_view(*lonlat_to_display(row["lon"], row["lat"], display_crs), display_crs)
-    awaiting = _awaiting(session, [row]).get(request_id) if access.staff else None
-    out = _summary(row, tz, now, pii=pii, location=location, awaiting=awaiting)
     offers = session.execute(
         text(
             "SELECT o.volunteer_id, v.name, o.rank, o.distance_m, o.distance_method"
@@ -188,6 +186,10 @@ def request_detail(
         ),
         {"r": request_id, "all": access.staff, "me": access.volunteer_id},
     ).all()
+    awaiting = None
+    if access.staff and offers and row["status"] == "assigned" and row["assignee_id"] is None:
+        awaiting = (len(offers), min(o.name for o in offers))  # as _awaiting reads it
+    out = _summary(row, tz, now, pii=pii, location=location, awaiting=awaiting)
     out.update(
         {
             "updated_at": iso(row["updated_at"], tz),
@@ -222,7 +224,8 @@ def request_detail(
         out["possible_duplicates"] = _possible_duplicates(session, request_id)
     # what the page shows this version of; an action sent with it (If-Match) acts on it or
     # answers 409 conflict (someone acted meanwhile)
-    out["version"] = version_tag(REQUESTS.version(session, req))
+    every_offer = [o.volunteer_id for o in offers] if access.staff else None  # staff see all
+    out["version"] = version_tag(REQUESTS.version(session, req, offer_ids=every_offer))
     return out
 
 
