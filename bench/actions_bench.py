@@ -5,7 +5,10 @@ embedded server; dropped afterwards), default durability:
 
 1. the synthetic district of the intake bench (``bench.intake_bench.build_district``: 600
    grids, 50k buildings, 100k volunteers, 1M historical requests; ``--quick``: a small one);
-2. ``minqing serve --workers 2 --escalate-every 0`` with the bench floor endpoints on;
+2. ``minqing serve --workers 4 --escalate-every 0`` with the bench floor endpoints on (an
+   action is ~15 short statements, so a sync worker waits on PostgreSQL most of its time: 2
+   workers per core let one compute while the other waits — gunicorn's own advice is 2–4
+   per core; the intake bench keeps 2, its one statement leaves little to overlap);
 3. setup, not timed (``bench.actions_setup``): fresh requests submitted through the API, the
    accounts the plan needs (grid leaders, community staff, volunteers) with their tokens, and
    the claims some units start from;
@@ -23,7 +26,8 @@ embedded server; dropped afterwards), default durability:
 Prints throughput, p50 / p99 / max per action and overall, errors (5xx, failed, unsent),
 the model's findings, the floor and the ratios; appends a dated section to
 ``bench/RESULTS.md`` (``MINQING_BENCH_RESULTS`` overrides); the last stdout line is one JSON
-object. Target: p99 ≤ 50 ms at the offered rate, 0 errors, 0 double effects.
+object. Target: p99 ≤ 50 ms at the offered rate, 0 errors, 0 double effects. Staff send the
+version their page showed as If-Match (the leader and staff pages do), volunteers none.
 """
 
 from __future__ import annotations
@@ -50,7 +54,14 @@ from bench.actions_check import (
 )
 from bench.actions_load import run_load, summarise
 from bench.actions_plan import MIX, PAIRS, Plan, make_plan
-from bench.actions_setup import create_accounts, login, preclaim, read_world, submit_pool
+from bench.actions_setup import (
+    create_accounts,
+    login,
+    page_versions,
+    preclaim,
+    read_world,
+    submit_pool,
+)
 from bench.common import (
     Timer,
     emit,
@@ -80,6 +91,7 @@ FULL: dict[str, Any] = {
     "duration_s": 60.0,
     "threads": 32,
     "grace_s": 15.0,
+    "workers": 4,
 }
 QUICK: dict[str, Any] = {
     "grids": 48,
@@ -92,13 +104,15 @@ QUICK: dict[str, Any] = {
     "duration_s": 10.0,
     "threads": 16,
     "grace_s": 10.0,
+    "workers": 4,
 }
 
 
 def shots_of(
-    plan: Plan, tokens: dict[str, str]
+    plan: Plan, tokens: dict[str, str], versions: dict[int, str]
 ) -> tuple[list[tuple[float, str, bytes, dict[str, str]]], list[str]]:
-    """(the load's shots in schedule order, the action of each)."""
+    """(the load's shots in schedule order, the action of each); staff send the version
+    their page showed (If-Match), volunteers none."""
     shots, actions = [], []
     for u in plan.units:
         for s in u.shots:
@@ -107,6 +121,8 @@ def shots_of(
                 "Accept-Language": "en",
                 "Authorization": f"Bearer {tokens[s.actor]}",
             }
+            if s.volunteer_id is None:
+                headers["If-Match"] = f'"{versions[u.request_id]}"'
             body = json.dumps(s.body, ensure_ascii=False).encode()
             shots.append((u.due_s, f"/api/v1/requests/{u.request_id}/{s.action}", body, headers))
             actions.append(s.action)
@@ -136,7 +152,8 @@ def load_bench(
     n_actions = round(rate * (warm + dur))
     units_needed = n_actions - math.ceil(n_actions * CONTENDED_SHARE / 2)
     out: dict[str, Any] = {}
-    with open_database(url) as database, gunicorn(url, 2, log_dir / "gunicorn.log") as port:
+    workers = sizes["workers"]
+    with open_database(url) as database, gunicorn(url, workers, log_dir / "gunicorn.log") as port:
         with Timer() as t_setup:
             ids = submit_pool(port, district, math.ceil(units_needed * POOL_SPARE) + 20, seed)
             world = read_world(database, ids)
@@ -167,7 +184,7 @@ def load_bench(
             | {u.preclaim for u in plan.units if u.preclaim}
         )
         before = snapshot(database, request_ids, volunteer_ids)
-        shots, actions = shots_of(plan, tokens)
+        shots, actions = shots_of(plan, tokens, page_versions(database, request_ids))
         due = np.array([s[0] for s in shots])
         install_clock(database)
         res = run_load(port, shots, threads=sizes["threads"], grace_s=sizes["grace_s"])
@@ -234,7 +251,7 @@ def report(
         f"{figures['accounts']:,} accounts, {figures['setup_claims_failed']} setup claims failed",
         f"- load: open loop, {sizes['rate']:g} actions/s, {sizes['warmup_s']:g} s warm-up + "
         f"{sizes['duration_s']:g} s measured, {sizes['threads']} sender threads in a separate "
-        f"process, latency from the scheduled send time; gunicorn 2 sync workers; "
+        f"process, latency from the scheduled send time; gunicorn {sizes['workers']} sync workers; "
         f"{figures['actions']:,} actions on {figures['units']:,} requests, mix {figures['mix']} "
         f"(target {MIX}), {100 * figures['contended_share']:.1f} % in contended pairs "
         f"({', '.join(PAIRS)}); plan short of {figures['plan_short'] or 'nothing'}",

@@ -227,6 +227,20 @@ def login(port: int, usernames: list[str]) -> dict[str, str]:
     return {n: d["token"] for n, (_, d) in zip(usernames, answers, strict=True)}
 
 
+def page_versions(database: Database, request_ids: list[int]) -> dict[int, str]:
+    """The version each request's page shows staff once the setup is done (the detail's
+    ETag): staff act from a page and send it back as If-Match, as the leader and staff pages
+    do; a volunteer's claim from the offers list sends none."""
+    from layers.pipeline.runner import version_tag
+    from layers.requests.entity import REQUESTS, load_request
+
+    with database.session() as s:
+        return {
+            rid: version_tag(REQUESTS.version(s, load_request(s, rid, lock=False)))
+            for rid in request_ids
+        }
+
+
 def preclaim(port: int, plan: Plan, tokens: dict[str, str]) -> list[tuple[int, int, str]]:
     """Claim the requests of the units that start claimed; returns the failures (request,
     status, code) — those units are taken out of the plan."""
