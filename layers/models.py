@@ -8,6 +8,7 @@ from layers.circles.models import ServiceCircle
 from layers.drafts.models import AuditEntry, DraftGrid, GridDraft
 from layers.grids.models import Generation, Grid
 from layers.network.models import NetworkEdge, NetworkNode, NetworkVersion
+from layers.ratelimits.models import RateLimit
 from layers.requests.models import (
     IdempotencyKey,
     Notification,
@@ -32,6 +33,7 @@ __all__ = [
     "NetworkNode",
     "NetworkVersion",
     "Notification",
+    "RateLimit",
     "Request",
     "RequestEvent",
     "RequestOffer",

@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         drafts_api,
         pages,
         planner,
+        ratelimit,
         requests_api,
         resident,
         staff,
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if bench_floor.enabled():  # bench-only route, never in production (MINQING_BENCH_FLOOR=1)
         bench_floor.register(app)
     register_error_handlers(app)
+    ratelimit.install(app)  # MINQING_TRUSTED_PROXIES; the limits checked at start
     return app

@@ -254,12 +254,15 @@ JOB_APPLICATION_NAME = "minqing-deadline-job"  # how the job's connection shows 
 
 def deadline_cycle(*, session: Session) -> dict[str, int]:
     """One cycle of the deadline job: escalate what is overdue, auto-close what was never
-    rated, purge old idempotency keys, and re-home requests a publish raced with."""
+    rated, purge old idempotency keys and ended rate-limit windows, and re-home requests a
+    publish raced with."""
     from layers.drafts.publish import rehome_stragglers
+    from layers.ratelimits.service import purge_expired
     from layers.requests.service import run_escalations
 
     counts = run_escalations(session=session)
     counts["rehomed"] = rehome_stragglers(session=session)["count"]
+    counts["expired_rate_limits"] = purge_expired(session=session)
     return counts
 
 

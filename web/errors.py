@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import OperationalError
@@ -20,6 +21,11 @@ from layers.errors import (
 from web.i18n import negotiate_locale
 
 logger = logging.getLogger(__name__)
+
+# Retry-After on every 429 and 503: the error's own ``retry_after_s`` (a rate limit's window,
+# a login delay) or, for a 503, how soon the service may be back (a database restart).
+RETRY_AFTER_S = {"db_unavailable": 5}
+DEFAULT_RETRY_AFTER_S = 30
 
 _HTTP_TO_ERROR: dict[int, type[MinqingError]] = {
     400: BadRequest,
@@ -51,7 +57,17 @@ def render_error(err: MinqingError) -> Response:
         )
     resp.status_code = err.status
     resp.headers["Content-Language"] = locale
+    if err.status in (429, 503):
+        resp.headers["Retry-After"] = retry_after(err)
     return resp
+
+
+def retry_after(err: MinqingError) -> str:
+    """Whole seconds, at least 1 (RFC 9110 delay-seconds)."""
+    seconds = err.details.get("retry_after_s")
+    if seconds is None:
+        seconds = RETRY_AFTER_S.get(err.code, DEFAULT_RETRY_AFTER_S)
+    return str(max(1, math.ceil(float(seconds))))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -3,19 +3,14 @@
 Thin: parse → one service call → serialise. Every workflow action is its own route with its
 own row in the permission table (``requests.<action>``).
 
-Anonymous intake is rate-limited per client address by an in-process sliding window
-(``MINQING_INTAKE_RATE_LIMIT`` = "<count>/<seconds>", default 30/60). Each gunicorn worker
-keeps its own window, so the effective limit is up to workers × count; behind a reverse proxy
-the client address is only right once the app trusts X-Forwarded-For (ProxyFix).
+Intake is rate-limited per client address, or per account when signed in, with counts in
+PostgreSQL shared by every worker and process (``web.ratelimit``: ``MINQING_INTAKE_RATE_LIMIT``,
+``MINQING_INTAKE_ACCOUNT_RATE_LIMIT``, ``MINQING_TRUSTED_PROXIES``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-from collections import defaultdict, deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +19,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from layers.bbox import parse_bbox
 from layers.catalogues import request_categories
 from layers.display_crs import parse_display_crs
-from layers.errors import BadRequest, Forbidden, RateLimited
+from layers.errors import BadRequest, Forbidden
 from layers.requests import metrics as metrics_service
 from layers.requests import service
 from layers.requests.schemas import (
@@ -39,57 +34,12 @@ from layers.volunteers.service import parse_registration, register_volunteer
 from web.api import json_body, parse_limit
 from web.auth import current_principal, policy
 from web.db import db_session
+from web.ratelimit import limit_intake
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("requests_api", __name__, url_prefix="/api/v1")
 
-DEFAULT_RATE_LIMIT = "30/60"
 METRICS_PERIOD_DAYS = 30  # the metrics' period when ?from= is absent
-MAX_LIMITER_KEYS = 100_000
-
-
-class SlidingWindowLimiter:
-    """At most ``count`` events per ``window_s`` seconds per key, in this process only."""
-
-    def __init__(self, count: int, window_s: float) -> None:
-        self.count = count
-        self.window_s = window_s
-        self._events: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-        self._next_sweep = float("-inf")
-
-    def allow(self, key: str, now: float | None = None) -> tuple[bool, float]:
-        """(allowed, seconds until the next slot frees) and record the event if allowed."""
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            q = self._events[key]
-            while q and q[0] <= t - self.window_s:
-                q.popleft()
-            if len(q) >= self.count:
-                return False, max(0.0, q[0] + self.window_s - t)
-            q.append(t)
-            if len(self._events) > MAX_LIMITER_KEYS and t >= self._next_sweep:
-                # forget clients with nothing left in the window (a key's events are only
-                # dropped when that key comes back); at most one sweep per window
-                cutoff = t - self.window_s
-                for k in [k for k, v in self._events.items() if not v or v[-1] <= cutoff]:
-                    del self._events[k]
-                self._next_sweep = t + self.window_s
-            return True, 0.0
-
-
-def _limiter() -> SlidingWindowLimiter:
-    ext = current_app.extensions
-    if "minqing.intake_limiter" not in ext:
-        raw = str(
-            current_app.config.get("MINQING_INTAKE_RATE_LIMIT")
-            or current_app.config["MINQING"].extra.get("intake_rate_limit")
-            or os.environ.get("MINQING_INTAKE_RATE_LIMIT")
-            or DEFAULT_RATE_LIMIT
-        )
-        count, _, window = raw.partition("/")
-        ext["minqing.intake_limiter"] = SlidingWindowLimiter(int(count), float(window or 60))
-    return ext["minqing.intake_limiter"]
 
 
 def _tz() -> str:
@@ -132,20 +82,13 @@ def caller_metrics(level: str) -> tuple[datetime, datetime, list[dict[str, Any]]
     return period_from, period_to, rows
 
 
-def _client_address() -> str:
-    return request.remote_addr or "unknown"
-
-
 # -- intake -----------------------------------------------------------------------------------
 @bp.post("/requests")
 @policy("requests.create")
 def create_request():
     """Submit a request (resident, anonymous or signed in); 201 with the ticket."""
     principal = current_principal()
-    if not principal.authenticated:
-        allowed, retry_s = _limiter().allow(_client_address())
-        if not allowed:
-            raise RateLimited("rate_limited", retry_after_s=round(retry_s, 1))
+    limit_intake(principal)
     body = json_body()
     intake = parse_intake(body)
     idem = service.idempotency_for(request.headers.get("Idempotency-Key"), body)

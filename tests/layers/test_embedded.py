@@ -84,6 +84,7 @@ def test_health_answers_503_when_the_database_stops(private_cluster) -> None:
     private_cluster.down()
     down = client.get("/health", headers={"Accept-Language": "en"})
     assert down.status_code == 503
+    assert down.headers["Retry-After"] == "5"
     body = down.get_json()
     assert body["error"]["code"] == "db_unavailable"
     assert "unavailable" in body["error"]["message"]

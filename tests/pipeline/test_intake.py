@@ -229,6 +229,7 @@ def test_anonymous_intake_is_rate_limited_per_address(app, client, world) -> Non
     assert codes == [201, 201, 201, 429]
     resp = submit(client)
     assert resp.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
     other = client.post(
         "/api/v1/requests",
         json={"lon": CENTRE[0], "lat": CENTRE[1], "category": "other", "text": "x"},
@@ -237,15 +238,29 @@ def test_anonymous_intake_is_rate_limited_per_address(app, client, world) -> Non
     assert other.status_code == 201
 
 
-def test_sliding_window_frees_slots_as_time_passes() -> None:
-    from web.requests_api import SlidingWindowLimiter
-
-    lim = SlidingWindowLimiter(2, 10.0)
-    assert lim.allow("a", 0.0)[0] and lim.allow("a", 1.0)[0]
-    allowed, retry = lim.allow("a", 5.0)
-    assert not allowed and abs(retry - 5.0) < 1e-9
-    assert lim.allow("a", 10.5)[0]  # the first event left the window
-    assert lim.allow("b", 5.0)[0]
+def test_signed_in_intake_is_rate_limited_per_account(app, client, world) -> None:
+    """An account counts on its own, wherever it submits from (before: not at all); the
+    address it shares with anonymous residents keeps their own count."""
+    app.config["MINQING_INTAKE_ACCOUNT_RATE_LIMIT"] = "2/60"
+    app.config["MINQING_INTAKE_RATE_LIMIT"] = "2/60"
+    plain = token(client, world.users["plain"])
+    other = token(client, world.users["grid_member"])
+    body = {"lon": CENTRE[0], "lat": CENTRE[1], "category": "other", "text": "x"}
+    codes = [
+        client.post(
+            "/api/v1/requests",
+            json=body,
+            headers=plain,
+            environ_base={"REMOTE_ADDR": f"10.0.1.{i}"},
+        ).status_code
+        for i in range(3)
+    ]
+    assert codes == [201, 201, 429]
+    refused = submit(client, headers=plain)
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert "Retry-After" in refused.headers
+    assert submit(client, headers=other).status_code == 201
+    assert [submit(client).status_code for _ in range(3)] == [201, 201, 429]  # anonymous
 
 
 def test_categories_list_the_catalogue(client) -> None:

@@ -1,0 +1,1 @@
+"""Rate limits counted in PostgreSQL, so every worker and process shares them."""
