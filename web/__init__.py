@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         ratelimit,
         requests_api,
         resident,
+        security_headers,
         staff,
         tiles,
         work,
@@ -68,5 +69,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if bench_floor.enabled():  # bench-only route, never in production (MINQING_BENCH_FLOOR=1)
         bench_floor.register(app)
     register_error_handlers(app)
+    security_headers.register(app)
     ratelimit.install(app)  # MINQING_TRUSTED_PROXIES; the limits checked at start
     return app

@@ -19,6 +19,7 @@ from layers.config import PROJECT_ROOT, Settings, settings_from_env
 from layers.db import Database, check_reachable, migrate
 from layers.embedded import EmbeddedCluster, EmbeddedError
 from layers.errors import MinqingError
+from web.log_redaction import RedactingGunicornLogger, redact_root_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact_root_handlers()  # a request's path may hold a resident's ticket
     ctx.obj = Context(settings_from_env())
 
 
@@ -328,6 +330,8 @@ def run_gunicorn(
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            # tickets in /t/<ticket> and /api/v1/tickets/<ticket> are logged as <ticket:hash>
+            self.cfg.set("logger_class", RedactingGunicornLogger)
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("when_ready", when_ready)

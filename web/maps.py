@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo.crs import from_wgs84
+from web.csp import csp_nonce, nonce_scripts
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,19 @@ STANDARD_LAYERS = [
 ]
 
 BASEMAP_CRS = {"amap": "gcj02"}
+BASEMAP_SUBDOMAINS = "1234"
+
+
+def basemap_origins(basemap: str) -> tuple[str, ...]:
+    """The origins ``basemap``'s tiles come from (the CSP's img-src lets them in); none for
+    the default ``none``, which is offline."""
+    if basemap not in BASEMAPS:
+        return ()
+    origin = BASEMAPS[basemap][0].split("/", 3)[:3]
+    template = "/".join(origin)
+    if "{s}" not in template:
+        return (template,)
+    return tuple(template.replace("{s}", s) for s in BASEMAP_SUBDOMAINS)
 
 
 def display_crs_for(basemap: str) -> str:
@@ -171,7 +185,11 @@ def base_map(
         if basemap == "tianditu":
             url += tianditu_key
         folium.TileLayer(
-            tiles=url, attr=attribution, name=basemap, max_zoom=19, subdomains="1234"
+            tiles=url,
+            attr=attribution,
+            name=basemap,
+            max_zoom=19,
+            subdomains=BASEMAP_SUBDOMAINS,
         ).add_to(m)
     m.add_child(_FitBounds([list(b[0]), list(b[1])]))
     return m
@@ -218,12 +236,14 @@ def attach_script(m: folium.Map, src: str, init: str, config: dict[str, Any]) ->
 
 
 def render(m: folium.Map, *, title: str, lang: str, body_html: str = "") -> str:
+    """The page's HTML; every ``<script>`` in it, folium's inline ones included, carries this
+    response's CSP nonce (web/security_headers.py)."""
     root = m.get_root()
     root.header.add_child(Element(f"<title>{escape(title)}</title>"))
     if body_html:
         root.html.add_child(Element(body_html))
     html = root.render()
-    return html.replace("<html>", f'<html lang="{lang}">', 1)
+    return nonce_scripts(html.replace("<html>", f'<html lang="{lang}">', 1), csp_nonce())
 
 
 def layers_map(
