@@ -254,10 +254,19 @@ def test_session_cookie_is_httponly_lax_and_secure_only_over_https(app):
     assert lang.count("Secure") == 1
 
 
-def test_a_forwarded_proto_from_an_untrusted_client_is_not_believed(client):
+def test_a_forwarded_proto_counts_only_from_a_trusted_proxy(app, client):
+    # no trusted proxy (MINQING_TRUSTED_PROXIES=0, the default): the client wrote the header
     resp = client.get("/", headers={"X-Forwarded-Proto": "https"})
     assert "Strict-Transport-Security" not in resp.headers
     assert all("Secure" not in c for c in resp.headers.getlist("Set-Cookie"))
+    # behind one trusted TLS-terminating proxy (werkzeug's ProxyFix, web/ratelimit.py)
+    app.config["MINQING_TRUSTED_PROXIES"] = 1
+    resp = client.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"})
+    assert resp.headers["Strict-Transport-Security"] == "max-age=31536000"
+    cookies = resp.headers.getlist("Set-Cookie")
+    assert cookies and all(c.endswith("; Secure") for c in cookies)
+    resp = client.get("/", headers={"X-Forwarded-Proto": "http", "X-Forwarded-For": "1.2.3.4"})
+    assert "Strict-Transport-Security" not in resp.headers
 
 
 def test_the_nonce_goes_on_script_tags_only_never_into_script_text():
