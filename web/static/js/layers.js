@@ -117,7 +117,9 @@
             return popupFor(feature.properties, spec.popup || [], config.labels);
           });
           if (spec.label && feature.properties[spec.label] != null) {
-            layer.bindTooltip(String(feature.properties[spec.label]), { sticky: true });
+            var label = document.createElement("span");
+            label.textContent = String(feature.properties[spec.label]);
+            layer.bindTooltip(label, { sticky: true });
           }
         },
       });

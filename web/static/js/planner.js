@@ -70,7 +70,8 @@
       onEachFeature: function (feature, layer) {
         var code = feature.properties.code;
         var seq = code && code.length === 15 ? code.slice(12) : (code || "#" + feature.properties.id);
-        layer.bindTooltip(seq, { permanent: true, direction: "center", className: "mq-grid-label" });
+        layer.bindTooltip(el("span", {}, seq), { permanent: true, direction: "center",
+                                                className: "mq-grid-label" });
         layer.on("click", function (ev) {
           if (st.mode) return;  // a click while drawing places a vertex, it does not select
           L.DomEvent.stopPropagation(ev);
@@ -333,8 +334,9 @@
       });
       movedLayer.clearLayers();
       imp.buildings_moved.forEach(function (b) {
+        var text = b.code + " · " + move(b) + " · " + b.households + " " + labels.households;
         L.circleMarker([b.point[1], b.point[0]], STYLE.moved)
-          .bindTooltip(b.code + " · " + move(b) + " · " + b.households + " " + labels.households)
+          .bindTooltip(el("span", {}, text))
           .addTo(movedLayer);
       });
     }
@@ -623,7 +625,7 @@
       return L.geoJSON(fc, {
         style: function () { return style; },
         onEachFeature: function (f, layer) {
-          layer.bindTooltip(f.properties.code ? f.properties.code.slice(12) : "", {
+          layer.bindTooltip(el("span", {}, f.properties.code ? f.properties.code.slice(12) : ""), {
             permanent: true, direction: "center", className: "mq-grid-label" });
         },
       });

@@ -63,7 +63,7 @@
         }
         if (v.lon !== undefined) {
           L.circleMarker([v.lat, v.lon], { radius: 7, color: "#1f6feb", fillOpacity: 0.9 })
-            .bindTooltip(v.name || "", {}).addTo(overlay);
+            .bindTooltip(el("span", {}, v.name || v.category)).addTo(overlay);
         }
       });
       if (body.circle) {
