@@ -11,6 +11,7 @@ import numpy as np
 from branca.element import Element, JavascriptLink, MacroElement
 from flask import Response, url_for
 from jinja2 import Template
+from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import escape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -229,9 +230,12 @@ class _InitCall(MacroElement):
 
 
 def attach_script(m: folium.Map, src: str, init: str, config: dict[str, Any]) -> None:
-    """Load one of our scripts and call ``init(map, config)`` once the map exists."""
+    """Load one of our scripts and call ``init(map, config)`` once the map exists. ``config``
+    holds data (grid, area and community names): as JSON with ``<``, ``>``, ``&`` and ``'``
+    written as JSON unicode escapes, no name can end the script or open a comment in it
+    ("</script>", "<!--<script>" would otherwise swallow the rest of the page)."""
     m.get_root().header.add_child(JavascriptLink(src))
-    payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+    payload = str(htmlsafe_json_dumps(config, ensure_ascii=False))
     m.add_child(_InitCall(init, payload))
 
 
