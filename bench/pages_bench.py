@@ -437,6 +437,18 @@ def _kind(url: str, rtype: str) -> str:
     return "assets"
 
 
+def form_login(ctx: Any, origin: str, login: tuple[str, str]) -> Any:
+    """Log in through the login form as a browser does: show it (its CSRF token is tied to a
+    pre-session cookie, web/csrf.py), then post it with the token; the POST's response."""
+    ctx.request.get(f"{origin}/login")
+    token = next((c["value"] for c in ctx.cookies(origin) if c["name"] == "mq_csrf"), "")
+    return ctx.request.post(
+        f"{origin}/login",
+        form={"username": login[0], "password": login[1], "csrf_token": token},
+        max_redirects=0,
+    )
+
+
 def measure_page(
     browser: Any,
     *,
@@ -452,11 +464,7 @@ def measure_page(
     ctx = browser.new_context(viewport=VIEWPORTS[viewport], locale="zh-CN")
     try:
         if login:
-            resp = ctx.request.post(
-                f"{origin}/login",
-                form={"username": login[0], "password": login[1]},
-                max_redirects=0,
-            )
+            resp = form_login(ctx, origin, login)
             if resp.status not in (302, 303):
                 raise RuntimeError(f"login as {login[0]} failed: HTTP {resp.status}")
         ctx.add_init_script(HOOK_JS)
@@ -646,11 +654,7 @@ def _registered(base: str, path: str, login: tuple[str, str] | None, browser: An
     ctx = browser.new_context()
     try:
         if login:
-            ctx.request.post(
-                f"{base}/login",
-                form={"username": login[0], "password": login[1]},
-                max_redirects=0,
-            )
+            form_login(ctx, base, login)
         return ctx.request.get(f"{base}{path}").status != 404
     finally:
         ctx.close()

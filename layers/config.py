@@ -36,6 +36,18 @@ class Settings:
     circle_budget_cap_m: float = 5000.0
     # the assignee sees the resident's name and phone until this many days after closure
     assignee_pii_days: float = 7.0
+    # signed-in browser sessions (layers/auth/sessions.py): ended after this long without a
+    # request, and after this long whatever happens
+    session_idle_s: float = 8 * 3600
+    session_max_age_s: float = 24 * 3600
+    # failed logins (layers/auth/login.py): per account, the first few are free, then each
+    # waits twice as long as the last (capped: a delay, never a lock); per address, at most
+    # so many failures in a window
+    login_free_failures: int = 3
+    login_delay_base_s: float = 1.0
+    login_delay_max_s: float = 300.0
+    login_address_failures: int = 30
+    login_address_window_s: float = 900.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:
@@ -53,4 +65,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         basemap=env.get("MINQING_BASEMAP", "none"),
         tianditu_key=env.get("MINQING_TIANDITU_KEY", ""),
         assignee_pii_days=float(env.get("MINQING_ASSIGNEE_PII_DAYS", "7")),
+        session_idle_s=float(env.get("MINQING_SESSION_IDLE_S", 8 * 3600)),
+        session_max_age_s=float(env.get("MINQING_SESSION_MAX_AGE_S", 24 * 3600)),
+        login_delay_max_s=float(env.get("MINQING_LOGIN_DELAY_MAX_S", 300)),
+        login_address_failures=int(env.get("MINQING_LOGIN_ADDRESS_FAILURES", 30)),
     )

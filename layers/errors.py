@@ -87,6 +87,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unauthorized": ("请先登录或提供有效的访问令牌。", "Log in or provide a valid access token."),
     "invalid_credentials": ("用户名或密码错误。", "Wrong username or password."),
     "forbidden": ("您没有执行此操作的权限。", "You are not allowed to do this."),
+    # login and sessions (layers/auth/login.py, layers/auth/sessions.py, web/csrf.py)
+    "login_throttled": (
+        "登录失败次数过多，请 {retry_after_s} 秒后再试。",
+        "Too many failed logins; try again in {retry_after_s} s.",
+    ),
+    "csrf_failed": (
+        "页面已过期或请求来源无法确认，请刷新页面后重试。",
+        "The page has expired or the request's origin cannot be confirmed; reload and retry.",
+    ),
+    "wrong_password": ("当前密码不正确。", "The current password is wrong."),
+    "passwords_differ": ("两次输入的新密码不一致。", "The two new passwords differ."),
+    "password_too_short": (
+        "密码至少需要 {min} 个字符。",
+        "A password needs at least {min} characters.",
+    ),
     # the loser of a race (layers.pipeline.runner): what it acted upon changed meanwhile
     "conflict": (
         "刚有他人改动了此项，当前状态为“{status}”；请刷新后再操作。",

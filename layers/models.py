@@ -1,7 +1,7 @@
 """Every mapped class, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from layers.areas.models import Area
-from layers.auth.models import Role, RoleBinding, User
+from layers.auth.models import AuthSession, LoginEvent, LoginThrottle, Role, RoleBinding, User
 from layers.base import Base
 from layers.buildings.models import Building
 from layers.circles.models import ServiceCircle
@@ -22,6 +22,7 @@ from layers.volunteers.models import Volunteer
 __all__ = [
     "Area",
     "AuditEntry",
+    "AuthSession",
     "Base",
     "Building",
     "DraftGrid",
@@ -29,6 +30,8 @@ __all__ = [
     "Grid",
     "GridDraft",
     "IdempotencyKey",
+    "LoginEvent",
+    "LoginThrottle",
     "NetworkEdge",
     "NetworkNode",
     "NetworkVersion",

@@ -155,6 +155,33 @@ def token(client, username: str, password: str = "correct-horse-1") -> dict[str,
     return {"Authorization": f"Bearer {resp.get_json()['token']}"}
 
 
+def csrf(client) -> dict[str, str]:
+    """The ``X-CSRF-Token`` header our pages' scripts send with a write (read, like theirs,
+    from the ``mq_csrf`` cookie); empty without a session."""
+    cookie = client.get_cookie("mq_csrf")
+    return {"X-CSRF-Token": cookie.value} if cookie is not None else {}
+
+
+def form_login(client, username: str, password: str = "correct-horse-1", *, next: str = ""):
+    """Log in through the login form as a browser does: show it (its token is tied to a
+    pre-session cookie), then post it with the token; the POST's response."""
+    url = "/login" + (f"?next={next}" if next else "")
+    client.get(url)
+    return client.post(
+        url,
+        data={"username": username, "password": password, **_form_token(client)},
+    )
+
+
+def form_logout(client):
+    return client.post("/logout", data=_form_token(client))
+
+
+def _form_token(client) -> dict[str, str]:
+    cookie = client.get_cookie("mq_csrf")
+    return {"csrf_token": cookie.value} if cookie is not None else {}
+
+
 def grid_points(session: Session, community: str, n: int | None = None) -> list[tuple]:
     """(code, lon, lat) of a point inside each grid of ``community``, by code (the first n)."""
     rows = session.execute(

@@ -15,10 +15,12 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
     """Build the app; ``database`` overrides the engine made from ``settings.database_url``."""
     from web import (
+        account,
         api,
         assets,
         circles_api,
         core,
+        csrf,
         drafts_api,
         pages,
         planner,
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         staff.bp,
         work.bp,
         planner.bp,
+        account.bp,
     ):
         app.register_blueprint(bp)
     from web import bench_floor
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if bench_floor.enabled():  # bench-only route, never in production (MINQING_BENCH_FLOOR=1)
         bench_floor.register(app)
     register_error_handlers(app)
+    csrf.register(app)  # every cookie-authenticated write and login carry the session's token
     security_headers.register(app)
     ratelimit.install(app)  # MINQING_TRUSTED_PROXIES; the limits checked at start
     return app

@@ -6,12 +6,22 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from layers.auth.service import authenticate
+from layers.auth.login import log_in
+from layers.auth.sessions import sign_out_everywhere
 from layers.bbox import parse_bbox
 from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest
 from layers.features import LAYERS, layer_spec, read_features
-from web.auth import current_principal, issue_token, policy, require
+from web.auth import (
+    client_info,
+    current_principal,
+    current_session_id,
+    end_browser_session,
+    issue_token,
+    login_policy,
+    policy,
+    require,
+)
 from web.db import db_session
 
 logger = logging.getLogger(__name__)
@@ -106,7 +116,14 @@ def auth_token():
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadRequest("validation_failed", reason="username and password are required")
-    user = authenticate(session=db_session(), username=username, password=password)
+    user = log_in(
+        session=db_session(),
+        username=username,
+        password=password,
+        client=client_info(),
+        channel="token",
+        policy=login_policy(),
+    )
     settings = current_app.config["MINQING"]
     return jsonify(
         {
@@ -115,6 +132,23 @@ def auth_token():
             "expires_in": settings.token_max_age_s,
         }
     )
+
+
+@bp.post("/auth/sessions/revoke")
+@policy("auth.sessions_revoke")
+def revoke_sessions():
+    """Sign out everywhere: every session and every bearer token of the caller's account
+    ends, this one included."""
+    bearer = request.headers.get("Authorization", "").startswith("Bearer ")
+    ended = sign_out_everywhere(
+        session=db_session(),
+        user_id=current_principal().user_id,
+        client=client_info(),
+        channel="token" if bearer else "account",
+    )
+    if not bearer and current_session_id() is not None:
+        end_browser_session()
+    return jsonify({"sessions_ended": ended, "tokens_revoked": True})
 
 
 @bp.get("/auth/whoami")

@@ -28,6 +28,27 @@ UI: dict[str, tuple[str, str]] = {
     "logout": ("退出", "Log out"),
     "username": ("用户名", "Username"),
     "password": ("密码", "Password"),
+    # the account page (web/account.py)
+    "account": ("账户", "Account"),
+    "account_title": ("我的账户", "My account"),
+    "change_password": ("修改密码", "Change password"),
+    "current_password": ("当前密码", "Current password"),
+    "new_password": ("新密码", "New password"),
+    "confirm_password": ("再次输入新密码", "New password again"),
+    "password_changed": (
+        "密码已修改；其他设备上的登录和访问令牌均已失效。",
+        "Password changed; every other sign-in and access token has ended.",
+    ),
+    "sessions_title": ("已登录的设备", "Signed-in devices"),
+    "this_device": ("本设备", "This device"),
+    "signed_in_at": ("登录时间", "Signed in"),
+    "last_seen": ("最近使用", "Last used"),
+    "sign_out_everywhere": ("退出所有设备", "Sign out everywhere"),
+    "sign_out_everywhere_hint": (
+        "结束本账户在所有设备上的登录，并使所有访问令牌失效（包括本设备）。",
+        "Ends this account's sessions on every device and revokes every access token "
+        "(this device included).",
+    ),
     "language": ("English", "中文"),
     "loading": ("加载中…", "Loading…"),
     "no_data": ("暂无数据", "No data yet"),

@@ -45,6 +45,10 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "auth.login": {ANONYMOUS: "all"},
     "auth.logout": {ANONYMOUS: "all"},
     "auth.whoami": {AUTHENTICATED: "self"},
+    # the account page (web/account.py): one's own sessions and password
+    "pages.account": {AUTHENTICATED: "self"},
+    "auth.password_change": {AUTHENTICATED: "self"},
+    "auth.sessions_revoke": {AUTHENTICATED: "self"},  # sign out everywhere
     # map layers without personal data: anyone, residents included
     "layers.read_public": {ANONYMOUS: "all"},
     "pages.district_map": {ANONYMOUS: "all"},

@@ -6,12 +6,12 @@ import logging
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
 from layers.areas.models import Area
 from layers.auth.models import Role, RoleBinding, User
 from layers.auth.permissions import Binding, Principal
-from layers.errors import BadRequest, Conflict, NotFound, Unauthorized
+from layers.errors import BadRequest, Conflict, NotFound
 from layers.grids.models import Grid
 
 logger = logging.getLogger(__name__)
@@ -19,11 +19,10 @@ logger = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 8
 
 
-def _check_password(password: str) -> None:
+def check_new_password(password: str) -> None:
+    """400 ``password_too_short`` unless ``password`` is long enough for a new password."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise BadRequest(
-            "validation_failed", reason=f"password shorter than {MIN_PASSWORD_LENGTH} characters"
-        )
+        raise BadRequest("password_too_short", min=MIN_PASSWORD_LENGTH)
 
 
 def get_user(*, session: Session, username: str) -> User:
@@ -42,7 +41,7 @@ def create_user(
     phone: str | None = None,
 ) -> User:
     """Create an account with a hashed password."""
-    _check_password(password)
+    check_new_password(password)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict("user_exists", username=username)
     user = User(
@@ -118,19 +117,11 @@ def set_active(*, session: Session, username: str, active: bool) -> User:
 
 def reset_password(*, session: Session, username: str, password: str) -> User:
     """Set a new password and invalidate every token issued before."""
-    _check_password(password)
+    check_new_password(password)
     user = get_user(session=session, username=username)
     user.password_hash = generate_password_hash(password)
     user.token_version += 1
     session.commit()
-    return user
-
-
-def authenticate(*, session: Session, username: str, password: str) -> User:
-    """The active user with these credentials, or 401 ``invalid_credentials``."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active or not check_password_hash(user.password_hash, password):
-        raise Unauthorized("invalid_credentials")
     return user
 
 

@@ -11,14 +11,14 @@ from shapely.geometry import mapping, shape
 
 from geo.validation import UtmProjector
 from tests.drafts.conftest import community_geom, live_grids, split_line_through
-from tests.factories import token
+from tests.factories import form_login, token
 
 DEMO_PASSWORD = "minqing-demo"
 COMMUNITY = "990000002001"  # 公园社区: 5 grids
 
 
 def _login(client, username: str) -> None:
-    resp = client.post("/login", data={"username": username, "password": DEMO_PASSWORD})
+    resp = form_login(client, username, DEMO_PASSWORD)
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
 
 
@@ -32,9 +32,7 @@ def test_anonymous_callers_go_to_the_login_page(client):
     resp = client.get("/planner")
     assert resp.status_code == 302
     assert resp.headers["Location"].endswith("/login?next=/planner")
-    resp = client.post(
-        "/login?next=/planner", data={"username": "planner", "password": DEMO_PASSWORD}
-    )
+    resp = form_login(client, "planner", DEMO_PASSWORD, next="/planner")
     assert resp.status_code == 302 and resp.headers["Location"] == "/planner"
     assert client.get("/planner").status_code == 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from layers.auth.permissions import PERMISSIONS
 from tests.db_support import scalar_on_own_connection
-from tests.factories import token, user
+from tests.factories import form_login, form_logout, token, user
 
 
 def test_every_url_rule_names_an_action_of_the_permission_table(app) -> None:
@@ -84,23 +84,18 @@ def test_session_login_page(client, session) -> None:
     user(session, "leader9", "admin")
     page = client.get("/login")
     assert page.status_code == 200 and "用户名" in page.get_data(as_text=True)
-    failed = client.post("/login", data={"username": "leader9", "password": "wrong-one"})
+    failed = form_login(client, "leader9", "wrong-one")
     assert failed.status_code == 401
-    ok = client.post(
-        "/login?next=/api/v1/auth/whoami",
-        data={"username": "leader9", "password": "correct-horse-1"},
-    )
+    ok = form_login(client, "leader9", next="/api/v1/auth/whoami")
     assert ok.status_code == 302 and ok.headers["Location"] == "/api/v1/auth/whoami"
     assert client.get("/api/v1/auth/whoami").get_json()["username"] == "leader9"
-    client.post("/logout")
+    form_logout(client)
     assert client.get("/api/v1/auth/whoami").status_code == 401
 
 
 def test_open_redirect_is_refused(client, session) -> None:
     user(session, "u2", "admin")
-    ok = client.post(
-        "/login?next=//evil.example/x", data={"username": "u2", "password": "correct-horse-1"}
-    )
+    ok = form_login(client, "u2", next="//evil.example/x")
     assert ok.headers["Location"] == "/"
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from layers.requests.export import csv_cell, to_csv
-from tests.factories import grid_points, submit_housing, token, user
+from tests.factories import form_login, form_logout, grid_points, submit_housing, token, user
 
 DEMO_PASSWORD = "minqing-demo"
 COMMUNITY = "990000001001"  # community1's community in the demo district
@@ -20,7 +20,7 @@ OTHER_COMMUNITY = "990000002001"
 
 
 def _login(client, username: str, password: str = DEMO_PASSWORD) -> None:
-    resp = client.post("/login", data={"username": username, "password": password})
+    resp = form_login(client, username, password)
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
 
 
@@ -44,9 +44,7 @@ def test_anonymous_callers_go_to_the_login_page_and_exports_answer_401(client):
 
 
 def test_the_login_form_brings_staff_back_to_the_page_they_asked_for(client):
-    resp = client.post(
-        "/login?next=/staff/dashboard", data={"username": "community1", "password": DEMO_PASSWORD}
-    )
+    resp = form_login(client, "community1", DEMO_PASSWORD, next="/staff/dashboard")
     assert resp.status_code == 302 and resp.headers["Location"] == "/staff/dashboard"
     assert client.get("/staff/dashboard").status_code == 200
 
@@ -96,7 +94,7 @@ def test_planner_sees_everything_read_only_and_street_staff_own_the_street_level
     config = _config(client.get("/staff").get_data(as_text=True), "Minqing.staffInbox")
     assert config["canAct"] is False
     assert len({g["community_code"] for g in config["grids"]}) == 4
-    client.post("/logout")
+    form_logout(client)
     _login(client, "street1")
     config = _config(client.get("/staff").get_data(as_text=True), "Minqing.staffInbox")
     assert config["levels"] == ["street"] and config["canAct"] is True

@@ -146,6 +146,15 @@
     return Minqing.fmt(labels.ago_days, { n: Math.floor(minutes / 1440) });
   };
 
+  /* The session's CSRF token: web/csrf.py keeps a readable copy in the mq_csrf cookie (read at
+   * each call, so a login in another tab is followed). Every write our pages send through
+   * fetch carries it as the X-CSRF-Token header; "" when there is no session. */
+  Minqing.csrfToken = function () {
+    var m = document.cookie.match(/(?:^|;\s*)mq_csrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  };
+  Minqing.CSRF_HEADER = "X-CSRF-Token";
+
   /* "{name}" placeholders filled from values; a missing value leaves nothing */
   Minqing.fmt = function (template, values) {
     return String(template).replace(/\{(\w+)\}/g, function (_, k) {

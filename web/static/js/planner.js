@@ -107,6 +107,7 @@
     function api(method, url, body, form) {
       var headers = { Accept: "application/json", "Accept-Language": config.lang };
       var init = { method: method, headers: headers, credentials: "same-origin" };
+      if (method !== "GET") headers[Minqing.CSRF_HEADER] = Minqing.csrfToken();
       if (form) init.body = form;
       else if (body !== undefined) {
         headers["Content-Type"] = "application/json";

@@ -179,7 +179,9 @@
       return fetch(config.urls.submit, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json",
-                   "Accept-Language": config.lang, "Idempotency-Key": key },
+                   "Accept-Language": config.lang, "Idempotency-Key": key,
+                   // needed only when a signed-in account submits (web/csrf.py)
+                   "X-CSRF-Token": Minqing.csrfToken() },
         body: payload,
       }).then(function (r) { return r.json().then(function (b) { return [r.status, b]; }); });
     }

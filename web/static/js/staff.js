@@ -47,6 +47,7 @@
       var headers = { Accept: "application/json", "Accept-Language": config.lang };
       if (opts.body) headers["Content-Type"] = "application/json";
       if (opts.version) headers["If-Match"] = '"' + opts.version + '"';  // the version shown
+      if (opts.method && opts.method !== "GET") headers[Minqing.CSRF_HEADER] = Minqing.csrfToken();
       var st = state();
       st.pending += 1;
       return fetch(url, { method: opts.method || "GET", credentials: "same-origin",

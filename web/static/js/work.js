@@ -15,6 +15,7 @@
     var opts = { method: method || "GET", credentials: "same-origin",
                  headers: { Accept: "application/json", "Accept-Language": lang || "zh-CN" } };
     if (version) opts.headers["If-Match"] = '"' + version + '"';
+    if (opts.method !== "GET") opts.headers[Minqing.CSRF_HEADER] = Minqing.csrfToken();
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
