@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import shapely
 
-from bench.intake_bench import bench_points, expected_outcome, summarise
+from bench.intake_bench import (
+    LIMIT_EXTRA,
+    address_plan,
+    bench_points,
+    expected_outcome,
+    limit_check,
+    summarise,
+)
 from data.synthetic import synthetic_grids
 
 
@@ -81,6 +88,51 @@ def test_summary_counts_errors_mismatches_and_expected_422() -> None:
     assert s["p99_ms"] == float("inf") and s["p50_ms"] == pytest.approx(30.0)
 
 
+def test_the_address_plan_predicts_the_429s() -> None:
+    """Full size: ≥ 1,000 addresses behind the proxy, light ones within the limit over the
+    whole run, heavy ones limit + LIMIT_EXTRA within one window; the check wants exactly
+    LIMIT_EXTRA 429s from each heavy client and none elsewhere."""
+    n, rate = 21_000, 300.0
+    plan = address_plan(n, rate, heavy_clients=10, seed=1)
+    limit, window = plan.rule.limit, plan.rule.window_s
+    assert (limit, window) == (30, 60.0) and plan.addresses >= 1_000
+    assert plan.light_max <= limit // 2
+    sched = np.arange(n) / rate
+    for h in range(10):
+        mine = np.flatnonzero(plan.heavy == h)
+        assert len(mine) == limit + LIMIT_EXTRA and len({plan.xff[i] for i in mine}) == 1
+        assert sched[mine].max() - sched[mine].min() < window - 5
+    light = plan.heavy < 0
+    assert not {plan.xff[i] for i in np.flatnonzero(light)} & set(np.array(plan.xff)[~light])
+    # the server refuses each heavy client's sends after its first `limit`
+    status = np.full(n, 201)
+    for h in range(10):
+        status[np.flatnonzero(plan.heavy == h)[limit:]] = 429
+    result = {"sched": sched, "lag": np.zeros(n), "latency": np.full(n, 0.01), "status": status}
+    check = limit_check(result, plan)
+    assert check["met"] and check["got_429"] == check["predicted_429"] == 10 * LIMIT_EXTRA
+    status[np.flatnonzero(light)[0]] = 429  # one light address refused: not what was due
+    assert not limit_check(result, plan)["met"]
+    status[np.flatnonzero(light)[0]] = 201
+    status[np.flatnonzero(plan.heavy == 0)[-1]] = 201  # one 429 short
+    assert not limit_check(result, plan)["met"]
+    # in the summary the heavy clients' 429s are no errors and out of the latency figures
+    exp = np.full(n, "", dtype=object)
+    answer = ["" if c == 201 else "rate_limited" for c in status]
+    s = summarise(
+        {**result, "answer": answer},
+        exp,
+        warmup_s=0.0,
+        duration_s=n / rate,
+        rate=rate,
+        may_be_limited=plan.heavy >= 0,
+    )
+    assert s["errors"] == 0 and s["limited_429"] == 10 * LIMIT_EXTRA - 1
+    assert s["sent"] == s["created"] + s["limited_429"]
+    s = summarise({**result, "answer": answer}, exp, warmup_s=0.0, duration_s=70.0, rate=rate)
+    assert s["errors"] == 10 * LIMIT_EXTRA - 1  # without the plan, a 429 is an error
+
+
 @pytest.mark.slow
 def test_quick_bench_has_no_errors_or_mismatches(run_quick_bench) -> None:
     figures, results, _stdout = run_quick_bench("intake_bench", timeout=300)
@@ -89,7 +141,10 @@ def test_quick_bench_has_no_errors_or_mismatches(run_quick_bench) -> None:
     assert intake["errors"] == 0 and intake["mismatches"] == 0
     assert floor["errors"] == 0 and floor["mismatches"] == 0
     assert intake["created"] > 0 and intake["triage"] > 0 and intake["outside_422"] > 0
-    assert intake["sent"] == intake["created"] + intake["outside_422"]
+    assert intake["sent"] == intake["created"] + intake["outside_422"] + intake["limited_429"]
+    limits = figures["limits"]
+    assert limits["met"] and limits["got_429"] == limits["predicted_429"] > 0
+    assert limits["light_429"] == 0 and limits["retry_after_ok"]
     assert intake["p99_ms"] > 0 and floor["p99_ms"] > 0
     assert figures["offered_share"] > 0  # the synthetic volunteers do get offers
     assert figures["bulk_inserted"] > 0 and figures["bulk_rerun_inserted"] == 0
