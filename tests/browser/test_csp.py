@@ -39,6 +39,7 @@ PAGES = [
     ("/staff", "community1", "() => Minqing.state.inbox && Minqing.state.inbox.loaded"),
     ("/staff/dashboard", "community1", "() => Minqing.state.dashboard"),
     ("/planner", "planner", "() => Minqing.state.planner && Minqing.state.planner.ready"),
+    ("/account", "leader1", "#sign-out-everywhere button"),
 ]
 
 
