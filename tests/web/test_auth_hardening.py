@@ -325,6 +325,7 @@ def test_failures_delay_the_account_then_the_right_password_works(client, sessio
     assert "登录失败次数过多" in held.get_data(as_text=True)
     api = client.post("/api/v1/auth/token", json={"username": "th1", "password": PASSWORD})
     assert api.status_code == 429 and api.get_json()["error"]["code"] == "login_throttled"
+    assert 1 <= int(api.headers["Retry-After"]) <= 30
     # the delay passes: the right password works and forgets the failures
     session.execute(text("UPDATE login_throttle SET next_allowed_at = now() - interval '1 s'"))
     assert form_login(client, "th1").status_code == 302
