@@ -203,9 +203,9 @@ def test_gunicorn_workers_share_one_count_behind_a_proxy(committed_db) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                if requests.get(f"{base}/health", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             if time.monotonic() > deadline:
                 pytest.fail("the server did not come up")
