@@ -16,10 +16,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class Settings:
     """Runtime configuration; pass a modified copy (``with_``) instead of mutating globals."""
 
-    database_url: str | None = None
+    database_url: str | None = None  # the app's role: owns nothing, holds grants
+    migration_database_url: str | None = None  # the schema owner's: migrations only
     project_root: Path = PROJECT_ROOT
     timezone: str = "Asia/Shanghai"
-    secret_key: str = "dev-only-change-me"
+    secret_key: str | None = None  # no fallback: create_app refuses to start without one
     default_locale: str = "zh-CN"
     basemap: str = "none"  # none | osm | tianditu | amap
     tianditu_key: str = ""
@@ -55,12 +56,14 @@ class Settings:
 
 
 def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
-    """Build settings from ``MINQING_*`` variables and ``DATABASE_URL``."""
+    """Build settings from ``MINQING_*`` variables, ``DATABASE_URL`` and
+    ``MIGRATION_DATABASE_URL``."""
     env = os.environ if environ is None else environ
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
+        migration_database_url=env.get("MIGRATION_DATABASE_URL") or None,
         timezone=env.get("MINQING_TIMEZONE", "Asia/Shanghai"),
-        secret_key=env.get("MINQING_SECRET_KEY", "dev-only-change-me"),
+        secret_key=env.get("MINQING_SECRET_KEY") or None,
         default_locale=env.get("MINQING_LOCALE", "zh-CN"),
         basemap=env.get("MINQING_BASEMAP", "none"),
         tianditu_key=env.get("MINQING_TIANDITU_KEY", ""),

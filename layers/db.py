@@ -99,13 +99,19 @@ def alembic_config(url: str):  # -> alembic.config.Config
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
+def migrate(url: str, revision: str = "head", *, app_role: str | None = None) -> None:
     """Upgrade the schema at ``url`` to ``revision``, then copy the action tables' allowed
     transitions into ``pipeline_transitions`` (when the schema has it: migration 0007), so
     that a new row in an action table needs no migration. The copy is one statement per
-    machine on one short connection, and writes nothing when nothing changed."""
+    machine on one short connection, and writes nothing when nothing changed.
+
+    ``url`` is the schema owner's (``MIGRATION_DATABASE_URL``); with ``app_role`` (the role
+    of ``DATABASE_URL``) the last step gives that role the grants of ``layers.grants`` on
+    every table and sequence, those of the migrations just run included."""
     from alembic import command
     from sqlalchemy.pool import NullPool
+
+    from layers.grants import apply_grants
 
     command.upgrade(alembic_config(url), revision)
     engine = make_engine(url, poolclass=NullPool)
@@ -113,6 +119,8 @@ def migrate(url: str, revision: str = "head") -> None:
         with engine.begin() as conn:
             if conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": reference.TABLE}):
                 reference.sync(conn, MACHINES)
+            if app_role is not None:
+                apply_grants(conn, app_role)
     finally:
         engine.dispose()
 

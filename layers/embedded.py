@@ -4,6 +4,14 @@ With no DATABASE_URL, the CLI and the tests start a cluster of their own on a fr
 port. As root the server runs as the ``postgres`` system user; when that user cannot reach the
 checkout (a mode-700 home, a ``mktemp -d`` clone), the cluster lives in
 ``/var/lib/minqing/<first 12 hex of sha1(checkout path)>`` with its socket inside it.
+
+Three roles, least privilege (issue 16): ``minqing`` is the cluster's superuser (initdb's; it
+creates databases, extensions and the two others, nothing else connects as it);
+``minqing_owner`` owns the database and every table in it and runs the migrations;
+``minqing_app`` owns nothing and holds only the grants ``layers.grants`` gives it — the web
+app, the CLI's services and the tests connect as it. The two are created (and their generated
+passwords, kept in ``roles.json`` beside ``cluster.json``, set) on every ``up()``, idempotently,
+so a cluster made before they existed gains them without being re-initialised.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SYSTEM_USER = "postgres"
-DB_USER = "minqing"
+DB_USER = "minqing"  # the cluster's superuser (initdb --username)
+OWNER_ROLE = "minqing_owner"  # owns the schema, runs migrations (MIGRATION_DATABASE_URL)
+APP_ROLE = "minqing_app"  # owns nothing: the app's grants only (DATABASE_URL)
 DB_NAME = "minqing"
 SHARED_ROOT = Path("/var/lib/minqing")
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
@@ -34,6 +44,8 @@ PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
 #: (the default 128 MB cannot hold the hot indexes of a district with 1M requests)
 SHARED_BUFFERS_MIN_MB = 128
 SHARED_BUFFERS_MAX_MB = 1024
+#: created by the superuser in each database the owner migrates (btree_gist: migration 0004)
+EXTENSIONS = ("postgis", "btree_gist", "pgrouting")
 
 
 class EmbeddedError(RuntimeError):
@@ -131,6 +143,56 @@ class ClusterState:
     password: str
 
 
+def ensure_roles_sql(passwords: dict[str, str]) -> str:
+    """SQL (for a superuser) creating each role of ``passwords`` if missing — LOGIN and
+    nothing else: no superuser, no CREATEDB, no CREATEROLE, no replication — and setting its
+    password. Idempotent; ``CREATE ROLE`` has no IF NOT EXISTS, hence the DO block.
+    (Passwords come from ``secrets.token_urlsafe``: no quote can occur in them.)"""
+    statements = []
+    for role, password in passwords.items():
+        if not role.isidentifier() or "'" in password:
+            raise EmbeddedError(f"refusing role {role!r} / a password with a quote")
+        statements.append(
+            f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+            f"CREATE ROLE {role} LOGIN; END IF; "
+            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+            f"NOBYPASSRLS PASSWORD '{password}';"
+        )
+    return "DO $$ BEGIN " + " ".join(statements) + " END $$;"
+
+
+# Hands the objects of a database made before the owner role existed (tables, sequences not
+# tied to a column, views, functions of the public schema that no extension owns) from the
+# superuser to the owner; a database already owned by the owner role is left as it is.
+ADOPT_SQL = f"""
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+      AND c.relowner <> '{OWNER_ROLE}'::regrole
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO {OWNER_ROLE}',
+      CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+        WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, r.name);
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure AS name FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public' AND p.proowner <> '{OWNER_ROLE}'::regrole
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('ALTER FUNCTION %s OWNER TO {OWNER_ROLE}', r.name);
+  END LOOP;
+END $$;
+"""
+
+
 class EmbeddedCluster:
     """A PostgreSQL cluster owned by one checkout; every operation is idempotent."""
 
@@ -144,6 +206,7 @@ class EmbeddedCluster:
         self.root = root or cluster_root_for(self.checkout, run_as)
         self.data_dir = self.root / "data"
         self.state_file = self.root / "cluster.json"
+        self.roles_file = self.root / "roles.json"
         self.log_file = self.root / "server.log"
 
     # -- helpers -------------------------------------------------------------------------
@@ -182,15 +245,50 @@ class EmbeddedCluster:
         self.state_file.write_text(json.dumps({"port": state.port, "password": state.password}))
         os.chmod(self.state_file, 0o600)
 
+    def role_passwords(self, *, create: bool = False) -> dict[str, str]:
+        """The owner's and the app's passwords, kept in ``roles.json``; ``create`` (``up()``,
+        under the lock) generates the missing ones."""
+        try:
+            raw = json.loads(self.roles_file.read_text())
+        except (FileNotFoundError, ValueError):
+            raw = {}
+        roles = (OWNER_ROLE, APP_ROLE)
+        if not all(isinstance(raw.get(r), str) for r in roles):
+            if not create:
+                raise EmbeddedError(f"no roles in {self.root}; run `minqing db up` first")
+            raw = {r: raw.get(r) or secrets.token_urlsafe(18) for r in roles}
+            tmp = self.roles_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(raw))
+            os.chmod(tmp, 0o600)
+            tmp.replace(self.roles_file)
+        return {r: str(raw[r]) for r in roles}
+
     @property
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists() and self.read_state() is not None
 
     def url(self, database: str = DB_NAME) -> str:
+        """The superuser's URL: creating databases and extensions, nothing else."""
         state = self.read_state()
         if state is None:
             raise EmbeddedError(f"no cluster at {self.root}; run `minqing db up` first")
         return f"postgresql+psycopg://{DB_USER}:{state.password}@127.0.0.1:{state.port}/{database}"
+
+    def role_url(self, role: str, database: str = DB_NAME) -> str:
+        """The URL of ``role`` (``OWNER_ROLE`` or ``APP_ROLE``) on ``database``."""
+        state = self.read_state()
+        if state is None:
+            raise EmbeddedError(f"no cluster at {self.root}; run `minqing db up` first")
+        password = self.role_passwords()[role]
+        return f"postgresql+psycopg://{role}:{password}@127.0.0.1:{state.port}/{database}"
+
+    def owner_url(self, database: str = DB_NAME) -> str:
+        """The schema owner's URL: migrations, the demo load (MIGRATION_DATABASE_URL)."""
+        return self.role_url(OWNER_ROLE, database)
+
+    def app_url(self, database: str = DB_NAME) -> str:
+        """The app's URL: a role that owns nothing (DATABASE_URL)."""
+        return self.role_url(APP_ROLE, database)
 
     # -- lifecycle -----------------------------------------------------------------------
     def init(self) -> None:
@@ -243,7 +341,9 @@ class EmbeddedCluster:
         return None
 
     def up(self, *, timeout_s: float = 60.0) -> str:
-        """Create if needed, start if stopped, ensure the database and PostGIS; return URL."""
+        """Create if needed, start if stopped, ensure the roles, the database (owned by the
+        owner role) and PostGIS; return the superuser's URL (``owner_url`` / ``app_url``
+        for the others)."""
         with self._lock():
             self.init()
             state = self.read_state()
@@ -273,10 +373,13 @@ class EmbeddedCluster:
                     "start",
                 )
                 logger.info("started PostgreSQL on 127.0.0.1:%s", state.port)
+            self._psql("postgres", ensure_roles_sql(self.role_passwords(create=True)))
             self._ensure_database()
         return self.url()
 
     def _psql(self, database: str, sql: str) -> str:
+        """Run ``sql`` as the superuser over the socket; the SQL goes through stdin, so no
+        password it sets shows in the process list."""
         state = self.read_state()
         assert state is not None
         proc = subprocess.run(
@@ -294,11 +397,10 @@ class EmbeddedCluster:
                     "-XAtq",
                     "-v",
                     "ON_ERROR_STOP=1",
-                    "-c",
-                    sql,
                 ],
                 self.run_as,
             ),
+            input=sql,
             capture_output=True,
             text=True,
             cwd=self.root,
@@ -309,9 +411,12 @@ class EmbeddedCluster:
         return proc.stdout.strip()
 
     def _ensure_database(self) -> None:
-        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")
-        if exists != "1":
-            self._psql("postgres", f"CREATE DATABASE {DB_NAME}")
+        owner = self._psql(
+            "postgres",
+            f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{DB_NAME}'",
+        )
+        if not owner:
+            self._psql("postgres", f"CREATE DATABASE {DB_NAME} OWNER {OWNER_ROLE}")
         available = self._psql(
             DB_NAME, "SELECT string_agg(name, ',') FROM pg_available_extensions"
         ).split(",")
@@ -319,9 +424,14 @@ class EmbeddedCluster:
             raise EmbeddedError(
                 "PostGIS is not installed. Install it with: apt-get install postgresql-15-postgis-3"
             )
-        for ext in ("postgis", "pgrouting"):
+        # extensions are the superuser's to create (PostGIS is not a trusted extension)
+        for ext in EXTENSIONS:
             if ext in available:
                 self._psql(DB_NAME, f"CREATE EXTENSION IF NOT EXISTS {ext}")
+        if owner and owner != OWNER_ROLE:  # made before the owner role existed
+            self._psql("postgres", f"ALTER DATABASE {DB_NAME} OWNER TO {OWNER_ROLE}")
+            self._psql(DB_NAME, ADOPT_SQL)
+            logger.info("database %s now owned by %s", DB_NAME, OWNER_ROLE)
 
     def down(self, *, timeout_s: float = 60.0) -> bool:
         """Stop the server if it runs; True if it was running."""

@@ -335,6 +335,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Several communities changed after generation {generation} ({communities}); "
         "give community_code.",
     ),
+    # configuration the service refuses to start without (issue 16)
+    "secret_key_missing": (
+        "未配置 MINQING_SECRET_KEY，服务拒绝启动（不使用任何默认密钥）。",
+        "MINQING_SECRET_KEY is not set; the service refuses to start without a key of its own.",
+    ),
+    "unknown_db_role": (
+        "数据库角色“{role}”不存在，无法授予应用权限。",
+        "The database role '{role}' does not exist; the app's grants cannot be given.",
+    ),
 }
 
 
@@ -432,3 +441,10 @@ class ServiceUnavailable(MinqingError):
 class InternalError(MinqingError):
     status = 500
     code = "internal_error"
+
+
+class Misconfigured(MinqingError):
+    """The deployment lacks something the service needs to run safely (not a client error)."""
+
+    status = 500
+    code = "secret_key_missing"

@@ -2,6 +2,13 @@
 
 The template holds the schema (and the demo district, once built) and is reused across test
 sessions while the files that shape it are unchanged, so quick loops stay quick.
+
+Roles as in production (issue 16): the superuser of the server only creates and drops
+databases and extensions; the template is migrated and filled by the schema's owner
+(``minqing_owner``), and the tests connect as the app's role (``minqing_app``), which owns
+nothing and holds the grants of ``layers.grants``. Test setup that needs more than the app may
+do gets the owner's own connection, or — for the one shortcut tests take past the status
+guard — ``forge_guard`` below, a function only test templates have.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -18,11 +26,14 @@ from sqlalchemy.pool import NullPool
 
 from layers.config import PROJECT_ROOT
 from layers.db import migrate
+from layers.embedded import APP_ROLE, EXTENSIONS, OWNER_ROLE, EmbeddedCluster, ensure_roles_sql
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_INPUTS = (
     "layers/migrations",
+    "layers/grants.py",  # the app role's grants are part of the template
+    "tests/db_support.py",
     "layers/pipeline",  # the action tables fill pipeline_transitions (migration 0007)
     "layers/requests/workflow.py",
     "layers/requests/states.py",
@@ -44,6 +55,67 @@ def template_fingerprint(extra: str = "") -> str:
                 h.update(str(f.relative_to(PROJECT_ROOT)).encode())
                 h.update(f.read_bytes())
     return h.hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The owner's and the app's role names and passwords on the test server."""
+
+    owner: str
+    owner_password: str
+    app: str
+    app_password: str
+
+    def url(self, server_url: str, role: str, database: str) -> str:
+        password = self.owner_password if role == self.owner else self.app_password
+        return (
+            make_url(server_url)
+            .set(username=role, password=password, database=database)
+            .render_as_string(hide_password=False)
+        )
+
+
+def server_roles(server_url: str, cluster: EmbeddedCluster | None) -> Roles:
+    """The roles of the embedded ``cluster`` (made by its ``up()``), or — on a server of
+    DATABASE_URL — the same two roles, created by its (super)user if missing, with passwords
+    derived from that user's URL so that concurrent test sessions agree on them."""
+    if cluster is not None:
+        pw = cluster.role_passwords()
+        return Roles(OWNER_ROLE, pw[OWNER_ROLE], APP_ROLE, pw[APP_ROLE])
+    pw = {
+        r: hashlib.sha256(f"{server_url}|{r}".encode()).hexdigest()[:32]
+        for r in (OWNER_ROLE, APP_ROLE)
+    }
+    admin = admin_engine(server_url)
+    try:
+        with admin.connect() as c:
+            c.execute(text("SELECT pg_advisory_lock(hashtext('minqing_test_roles'))"))
+            try:
+                c.execute(text(ensure_roles_sql(pw)))
+            finally:
+                c.execute(text("SELECT pg_advisory_unlock(hashtext('minqing_test_roles'))"))
+    finally:
+        admin.dispose()
+    return Roles(OWNER_ROLE, pw[OWNER_ROLE], APP_ROLE, pw[APP_ROLE])
+
+
+# Test templates only (never a migration): the owner's function that switches the requests'
+# status guard off and on again inside the caller's transaction, for test setup that puts a
+# request into a state no action leads to (tests/factories.py forge_status). The app role may
+# call it here; it cannot ALTER the table itself.
+FORGE_GUARD_SQL = """
+CREATE FUNCTION minqing_test_status_guard(enabled boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF enabled THEN
+    ALTER TABLE requests ENABLE ALWAYS TRIGGER requests_status_transition_guard;
+  ELSE
+    ALTER TABLE requests DISABLE TRIGGER requests_status_transition_guard;
+  END IF;
+END $$;
+REVOKE ALL ON FUNCTION minqing_test_status_guard(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION minqing_test_status_guard(boolean) TO {app};
+"""
 
 
 def admin_engine(url: str) -> Engine:
@@ -76,16 +148,36 @@ def drop_database(admin: Engine, name: str) -> None:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def clone_database(admin: Engine, template: str, name: str) -> None:
+def clone_database(admin: Engine, template: str, name: str, *, owner: str = OWNER_ROLE) -> None:
     drop_database(admin, name)
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER "{owner}"'))
+
+
+def create_extensions(url: str) -> None:
+    """The extensions the migrations need, created by the superuser of ``url`` (PostGIS is
+    not a trusted extension: the owner role cannot create it)."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            available = set(c.scalars(text("SELECT name FROM pg_available_extensions")))
+            for ext in EXTENSIONS:
+                if ext in available:
+                    c.execute(text(f"CREATE EXTENSION IF NOT EXISTS {ext}"))
+    finally:
+        engine.dispose()
 
 
 def ensure_template(
-    url: str, *, fill: Callable[[str], None] | None = None, tag: str = "schema"
+    url: str,
+    *,
+    roles: Roles,
+    fill: Callable[[str], None] | None = None,
+    tag: str = "schema",
 ) -> str:
-    """Name of an up-to-date template database, built (migrated, then filled) if missing."""
+    """Name of an up-to-date template database, built if missing: created by the superuser
+    of ``url`` with the extensions, owned, migrated and filled by ``roles.owner``, with the
+    grants of ``roles.app``."""
     fingerprint = template_fingerprint(tag)
     name = f"minqing_tpl_{tag}_{fingerprint}"
     admin = admin_engine(url)
@@ -99,9 +191,16 @@ def ensure_template(
             building = name + "_building"
             drop_database(admin, building)
             with admin.connect() as c:
-                c.execute(text(f'CREATE DATABASE "{building}"'))
-            build_url = url_for_db(url, building).render_as_string(hide_password=False)
-            migrate(build_url)
+                c.execute(text(f'CREATE DATABASE "{building}" OWNER "{roles.owner}"'))
+            create_extensions(url_for_db(url, building).render_as_string(hide_password=False))
+            build_url = roles.url(url, roles.owner, building)
+            migrate(build_url, app_role=roles.app)
+            engine = create_engine(build_url, poolclass=NullPool)
+            try:
+                with engine.begin() as c:
+                    c.execute(text(FORGE_GUARD_SQL.format(app=roles.app)))
+            finally:
+                engine.dispose()
             if fill is not None:
                 fill(build_url)
             drop_database(admin, name)

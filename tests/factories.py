@@ -206,13 +206,12 @@ def submit_housing(client, headers, lon: float, lat: float, body_text: str = "це
     return resp.get_json()
 
 
-STATUS_GUARD = "requests_status_transition_guard"  # migration 0007
-
-
 def forge_status(session: Session, sql: str, params: dict | None = None) -> None:
     """Test setup only: run an UPDATE that puts requests into a state no action leads to (a
     shortcut past the pipeline), with the database's transition guard off for this one
-    statement; the change is rolled back with the test's transaction like any other."""
-    session.execute(text(f"ALTER TABLE requests DISABLE TRIGGER {STATUS_GUARD}"))
+    statement; the change is rolled back with the test's transaction like any other. The
+    tests connect as the app's role, which may not ALTER the table: the guard is switched by
+    a function of the owner's that only test templates have (tests/db_support.py)."""
+    session.execute(text("SELECT minqing_test_status_guard(false)"))
     session.execute(text(sql), params or {})
-    session.execute(text(f"ALTER TABLE requests ENABLE ALWAYS TRIGGER {STATUS_GUARD}"))
+    session.execute(text("SELECT minqing_test_status_guard(true)"))

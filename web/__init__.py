@@ -8,6 +8,7 @@ from flask import Flask
 
 from layers.config import Settings, settings_from_env
 from layers.db import Database
+from layers.errors import Misconfigured
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from web.errors import register_error_handlers
 
     settings = settings or settings_from_env()
+    if not settings.secret_key:  # no fallback key: a known one would let anyone sign sessions
+        raise Misconfigured("secret_key_missing")
     if database is None:
         if not settings.database_url:
             raise RuntimeError("create_app needs settings.database_url or a database")

@@ -13,11 +13,12 @@ import threading
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from layers.config import PROJECT_ROOT, Settings, settings_from_env
 from layers.db import Database, check_reachable, migrate
-from layers.embedded import EmbeddedCluster, EmbeddedError
+from layers.embedded import APP_ROLE, EmbeddedCluster, EmbeddedError
 from layers.errors import MinqingError
 from web.log_redaction import RedactingGunicornLogger, redact_root_handlers
 
@@ -25,34 +26,83 @@ logger = logging.getLogger(__name__)
 
 
 class Context:
-    """Resolved settings plus, when we started it, the embedded cluster to stop later."""
+    """Resolved settings plus, when we started it, the embedded cluster to stop later.
+
+    Two URLs (issue 16, least privilege): the app's (``DATABASE_URL``, or the embedded
+    cluster's ``minqing_app``), a role that owns nothing, for serving and every service
+    command; and the schema owner's (``MIGRATION_DATABASE_URL``, or the embedded cluster's
+    ``minqing_owner``) for migrations and the demo load only."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cluster = EmbeddedCluster(settings.project_root)
+        self._cluster_up = False
 
-    def database_url(self, *, start: bool = True) -> str:
-        """DATABASE_URL if set (checked reachable), else the embedded cluster's URL."""
-        if self.settings.database_url:
-            url = self.settings.database_url
-        elif start:
+    def _embedded(self, start: bool) -> None:
+        if start and not self._cluster_up:
             try:
-                url = self.cluster.up()
+                self.cluster.up()
             except EmbeddedError as exc:
                 raise click.ClickException(str(exc)) from exc
+            self._cluster_up = True
+
+    def database_url(self, *, start: bool = True) -> str:
+        """The app's URL: DATABASE_URL if set (checked reachable), else the embedded
+        cluster's app role."""
+        if self.settings.database_url:
+            url, where = self.settings.database_url, "DATABASE_URL"
         else:
-            url = self.cluster.url()
-        try:
-            check_reachable(url)
-        except MinqingError as exc:
-            where = "DATABASE_URL" if self.settings.database_url else "the embedded database"
+            self._embedded(start)
+            url, where = self._cluster_url(self.cluster.app_url), "the embedded database"
+        return _reachable(url, where)
+
+    def migration_url(self, *, start: bool = True) -> str | None:
+        """The schema owner's URL: MIGRATION_DATABASE_URL if set, else the embedded
+        cluster's owner role; None when only DATABASE_URL is set (the app's role cannot
+        migrate)."""
+        if self.settings.migration_database_url:
+            url, where = self.settings.migration_database_url, "MIGRATION_DATABASE_URL"
+        elif self.settings.database_url:
+            return None
+        else:
+            self._embedded(start)
+            url, where = self._cluster_url(self.cluster.owner_url), "the embedded database"
+        return _reachable(url, where)
+
+    def require_migration_url(self) -> str:
+        url = self.migration_url()
+        if url is None:
             raise click.ClickException(
-                f"cannot reach {where} ({_redact(url)}): {exc.details.get('reason', exc)}"
-            ) from exc
+                "MIGRATION_DATABASE_URL is not set: migrations run as the schema's owner, while"
+                " DATABASE_URL is the app's role, which owns nothing. Set MIGRATION_DATABASE_URL"
+                " (on a server with one role only, to the same URL as DATABASE_URL)."
+            )
         return url
+
+    def app_role(self) -> str:
+        """The role the app connects as, which the migrations grant to."""
+        if self.settings.database_url:
+            return str(make_url(self.settings.database_url).username)
+        return APP_ROLE
+
+    def _cluster_url(self, fn) -> str:
+        try:
+            return fn()
+        except EmbeddedError as exc:
+            raise click.ClickException(str(exc)) from exc
 
     def database(self) -> Database:
         return Database.from_url(self.database_url())
+
+
+def _reachable(url: str, where: str) -> str:
+    try:
+        check_reachable(url)
+    except MinqingError as exc:
+        raise click.ClickException(
+            f"cannot reach {where} ({_redact(url)}): {exc.details.get('reason', exc)}"
+        ) from exc
+    return url
 
 
 def _redact(url: str) -> str:
@@ -85,11 +135,17 @@ def db() -> None:
     """The embedded PostgreSQL + PostGIS cluster (ignored when DATABASE_URL is set)."""
 
 
+_owner_option = click.option(
+    "--owner", is_flag=True, help="The schema owner's URL (migrations) instead of the app's."
+)
+
+
 @db.command("up")
+@_owner_option
 @pass_ctx
-def db_up(c: Context) -> None:
-    """Create (once) and start the cluster; print its URL."""
-    click.echo(c.database_url())
+def db_up(c: Context, owner: bool) -> None:
+    """Create (once) and start the cluster; print the app's URL."""
+    click.echo(c.require_migration_url() if owner else c.database_url())
 
 
 @db.command("down")
@@ -103,18 +159,20 @@ def db_down(c: Context) -> None:
 
 
 @db.command("url")
+@_owner_option
 @pass_ctx
-def db_url(c: Context) -> None:
-    """Print the database URL (starting the embedded cluster if needed)."""
-    click.echo(c.database_url())
+def db_url(c: Context, owner: bool) -> None:
+    """Print the app's database URL (starting the embedded cluster if needed)."""
+    click.echo(c.require_migration_url() if owner else c.database_url())
 
 
 @main.command("migrate")
 @click.option("--revision", default="head", show_default=True)
 @pass_ctx
 def migrate_cmd(c: Context, revision: str) -> None:
-    """Upgrade the schema to REVISION."""
-    migrate(c.database_url(), revision)
+    """Upgrade the schema to REVISION as its owner (MIGRATION_DATABASE_URL) and give the app's
+    role (DATABASE_URL) its grants."""
+    migrate(c.require_migration_url(), revision, app_role=c.app_role())
     click.echo(f"schema at {revision}")
 
 
@@ -229,15 +287,23 @@ def users_list(c: Context) -> None:
 
 # -- serving ------------------------------------------------------------------------------
 def _secret_key(settings: Settings) -> str:
-    """MINQING_SECRET_KEY, or one generated once and kept under var/ (shared by workers)."""
-    if os.environ.get("MINQING_SECRET_KEY"):
+    """MINQING_SECRET_KEY, or one generated once and kept under var/ (shared by workers,
+    readable by this user only): ``serve`` and ``demo`` never run on a key anyone knows."""
+    if settings.secret_key:
         return settings.secret_key
     path = settings.project_root / "var" / "secret_key"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    key = path.read_text().strip()
+    if not key:
+        raise click.ClickException(f"{path} is empty: remove it or set MINQING_SECRET_KEY")
+    return key
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -361,7 +427,11 @@ def serve(c: Context, host: str, port: int, workers: int, escalate_every: float)
     """Run the web app under gunicorn."""
     ensure_port_free(host, port)
     url = c.database_url()
-    migrate(url)
+    owner_url = c.migration_url()
+    if owner_url is not None:
+        migrate(owner_url, app_role=c.app_role())
+    else:
+        logger.info("no MIGRATION_DATABASE_URL: serving the schema as it is (minqing migrate)")
     settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
     run_gunicorn(settings, host=host, port=port, workers=workers, escalate_every_s=escalate_every)
 
@@ -380,8 +450,9 @@ def demo(c: Context, host: str, port: int, workers: int, no_serve: bool) -> None
     owner_pid = os.getpid()  # gunicorn forks workers inside this frame: only we stop the db
     url = c.database_url()
     try:
-        migrate(url)
-        _load_demo(url)
+        owner_url = c.require_migration_url()
+        migrate(owner_url, app_role=c.app_role())
+        _load_demo(owner_url)  # a setup step, like the migrations: as the owner
         if no_serve:
             return
         settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))

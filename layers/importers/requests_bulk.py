@@ -36,9 +36,11 @@ ticket: their ``ticket_hash`` is ``imported:<number>``, which no SHA-256 hex dig
 Rows that cannot be imported are rejected with reasons (like the other importers) — or, with
 ``strict``, the whole file is refused; nothing is written when the file as a whole is bad.
 Foreign keys: the rows reference grids and areas locked ``FOR KEY SHARE`` in the transaction
-and requests inserted by the same statement, so when the role may (superuser) the per-row FK
+and requests inserted by the same statement, so when the role may set
+``session_replication_role`` (a superuser, or a role granted SET on it) the per-row FK
 triggers are skipped (``session_replication_role = replica`` for this transaction only);
-otherwise PostgreSQL checks them row by row (slower, same result).
+otherwise PostgreSQL checks them row by row (slower, same result). The import runs as the
+app's role (``DATABASE_URL``, issue 16), which may not: its foreign keys are checked per row.
 """
 
 from __future__ import annotations
@@ -184,7 +186,10 @@ def _stage(session: Session, rows: HistoryRows) -> None:
 
 
 def _fk_triggers_skippable(session: Session) -> bool:
-    return session.scalar(text("SELECT current_setting('is_superuser')")) == "on"
+    """Whether this role may set ``session_replication_role`` (PostgreSQL 15+)."""
+    return bool(
+        session.scalar(text("SELECT has_parameter_privilege('session_replication_role', 'SET')"))
+    )
 
 
 _TS = "(timestamptz 'epoch' + {0} * interval '1 microsecond')"

@@ -15,13 +15,17 @@ from tests import db_support
 
 
 @pytest.fixture
-def empty_db(server_url: str):
+def empty_db(server_url: str, db_roles: db_support.Roles):
+    """An empty database owned by the owner role (extensions made by the superuser): the
+    URL the migrations run with, the owner's."""
     name = f"minqing_mig_{uuid.uuid4().hex[:8]}"
     admin = db_support.admin_engine(server_url)
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = db_support.url_for_db(server_url, name).render_as_string(hide_password=False)
-    yield url
+        c.execute(text(f'CREATE DATABASE "{name}" OWNER "{db_roles.owner}"'))
+    db_support.create_extensions(
+        db_support.url_for_db(server_url, name).render_as_string(hide_password=False)
+    )
+    yield db_roles.url(server_url, db_roles.owner, name)
     db_support.drop_database(admin, name)
     admin.dispose()
 
@@ -99,8 +103,17 @@ def test_building_code_is_immutable_and_events_append_only(session) -> None:
             " SELECT id, 'system', 'submit', 'submitted' FROM requests WHERE number = 'T1'"
         )
     )
-    with pytest.raises(DBAPIError, match="append-only"):
+    # two walls: the app's role holds no UPDATE on it (issue 16) ...
+    with pytest.raises(DBAPIError, match="permission denied"), session.begin_nested():
         session.execute(text("UPDATE request_events SET note = 'rewritten'"))
+
+
+def test_request_events_refuse_even_their_owner(owner_session) -> None:
+    # ... and its trigger refuses UPDATE and DELETE to anyone, the schema's owner included
+    assert owner_session.scalar(text("SELECT count(*) FROM request_events")) > 0
+    for sql in ("UPDATE request_events SET note = 'rewritten'", "DELETE FROM request_events"):
+        with pytest.raises(DBAPIError, match="append-only"), owner_session.begin_nested():
+            owner_session.execute(text(sql))
 
 
 def test_roles_are_seeded(session) -> None:

@@ -31,6 +31,10 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 @pytest.fixture
 def request_id(session) -> int:
     """A request just submitted inside the west grid: status ``assigned``."""
+    return _submitted(session)
+
+
+def _submitted(session) -> int:
     mini_district(session)
     body = {"lon": X0 + 0.005, "lat": Y0 + 0.005, "category": "elderly_care", "text": "灯坏了"}
     rid = submit_request(session=session, intake=parse_intake(body)).request_id
@@ -105,8 +109,9 @@ def test_both_guards_are_enabled_always(session) -> None:
     }
 
 
-def test_sync_replaces_one_machines_rows_and_is_idempotent(session) -> None:
-    conn = session.connection()
+def test_sync_replaces_one_machines_rows_and_is_idempotent(owner_session) -> None:
+    # the reference table is the owner's to write (``migrate`` syncs it); the app only reads
+    conn = owner_session.connection()
     assert reference.sync(conn, [MACHINE]) == {"requests": (0, 0)}
     # a stale row and a missing one: both repaired, nothing else touched
     conn.execute(
@@ -215,8 +220,11 @@ def test_updates_that_keep_the_status_are_not_checked(session, request_id) -> No
 
 
 # -- replica mode (the bulk import's) ----------------------------------------------------
-def test_the_guards_fire_under_replica_mode(session, request_id) -> None:
+def test_the_guards_fire_under_replica_mode(superuser_session) -> None:
+    # replica mode is a superuser's (the app's role may not set it): a bulk load by one
+    session = superuser_session
     assert session.scalar(text("SELECT current_setting('is_superuser')")) == "on"
+    request_id = _submitted(session)
     # replica mode is in effect: the foreign key's (ordinary) triggers are skipped, so an
     # event of a request that does not exist goes in when its transition is legal ...
     with session.begin_nested() as sp:

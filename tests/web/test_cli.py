@@ -39,11 +39,13 @@ def test_unknown_command_and_option_exit_2_with_usage() -> None:
 
 def test_database_url_pointing_nowhere_is_a_clear_error() -> None:
     port = free_port()
-    result = run("migrate", env={"DATABASE_URL": f"postgresql+psycopg://x:y@127.0.0.1:{port}/z"})
-    assert result.returncode == 1
-    assert "cannot reach DATABASE_URL" in result.stderr
-    assert "y@" not in result.stderr  # the password is not echoed
-    assert "Traceback" not in result.stderr
+    nowhere = f"postgresql+psycopg://x:y@127.0.0.1:{port}/z"
+    for variable, command in (("MIGRATION_DATABASE_URL", "migrate"), ("DATABASE_URL", "escalate")):
+        result = run(command, env={"DATABASE_URL": nowhere, variable: nowhere})
+        assert result.returncode == 1
+        assert f"cannot reach {variable}" in result.stderr
+        assert "y@" not in result.stderr  # the password is not echoed
+        assert "Traceback" not in result.stderr
 
 
 def test_port_in_use_is_a_clear_error(test_db_url: str) -> None:
