@@ -335,6 +335,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Several communities changed after generation {generation} ({communities}); "
         "give community_code.",
     ),
+    # public contacts (layers/contacts, issue 16)
+    "consent_required": (
+        "公开联系方式须经本人同意：请勾选同意（consent: true）后再发布。",
+        "A public contact needs your consent: send consent: true to publish it.",
+    ),
+    "not_a_leader": (
+        "只有网格长或楼栋长可以发布公开联系方式。",
+        "Only a grid leader or a building leader may publish a public contact.",
+    ),
     # configuration the service refuses to start without (issue 16)
     "secret_key_missing": (
         "未配置 MINQING_SECRET_KEY，服务拒绝启动（不使用任何默认密钥）。",

@@ -2,7 +2,10 @@
 
 The layer registry is the single list of layer names the API, the tiles and the maps use.
 Layers with personal data (volunteers, requests) are filtered to the caller's grant and mask
-names and phones unless the grant allows them.
+names and phones unless the grant allows them. A public layer with a few personal columns
+(the buildings' leaders) masks them except in the streets of the caller's bindings that may see
+names (issue 16: nobody's contact crosses a street boundary); the public contact a leader
+published with consent (``layers.contacts``) is shown as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 from layers.auth.permissions import Grant
 from layers.auth.pii import mask_name, mask_phone
 from layers.bbox import BBox
+from layers.contacts.service import public_contact_join
 from layers.display_crs import bbox_to_wgs84, geometry_to_display
 from layers.errors import BadRequest, NotFound
 from layers.grids.repo import LIVE_GRIDS, grid_at_point_sql, live_sql, subtree_sql
@@ -38,6 +42,8 @@ class LayerSpec:
     scope_sql: Callable[[Grant, str], tuple[str, dict[str, Any]]] | None = None
     mask: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
     simplify: bool = False  # polygons simplified to the map's zoom when one is given
+    # public layers with masked columns: where a grant's unmasked part sees them (SQL)
+    unmask_sql: Callable[[Grant, str], tuple[str, dict[str, Any]]] | None = None
 
 
 def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Grant, str], tuple]:
@@ -71,6 +77,43 @@ def _subtree_sql(community_col: str, grid_code_col: str | None) -> Callable[[Gra
     return build
 
 
+def _street_sql(point: str) -> Callable[[Grant, str], tuple[str, dict[str, Any]]]:
+    """Predicate for a public layer's personal columns: the row (at ``point``: its live
+    grid's community) lies in a street of the grant — the street of each bound community or
+    grid, each bound street, or everything under a bound district; everywhere with
+    ``everything``."""
+
+    def build(grant: Grant, prefix: str = "pii") -> tuple[str, dict[str, Any]]:
+        if grant.everything:
+            return "TRUE", {}
+        if not (grant.area_ids or grant.grid_codes):
+            return "FALSE", {}
+        areas, grids = f"{prefix}_areas", f"{prefix}_grids"
+        streets: list[str] = []
+        params: dict[str, Any] = {}
+        if grant.area_ids:
+            streets.append(
+                "SELECT CASE WHEN a.level = 'community' THEN a.parent_id ELSE a.id END"
+                f" FROM areas a WHERE a.id = ANY(:{areas})"
+            )
+            params[areas] = sorted(grant.area_ids)
+        if grant.grid_codes:
+            streets.append(
+                "SELECT c.parent_id FROM grids g JOIN areas c ON c.id = g.community_id"
+                f" WHERE g.code = ANY(:{grids}) AND {LIVE_GRIDS}"
+            )
+            params[grids] = sorted(grant.grid_codes)
+        community = f"({grid_at_point_sql(point, 'g.community_id')})"
+        clause = (
+            f"{community} IN (WITH RECURSIVE sub AS (SELECT id FROM areas WHERE id IN"
+            f" ({' UNION '.join(streets)}) UNION SELECT a.id FROM areas a"
+            " JOIN sub ON a.parent_id = sub.id) SELECT id FROM sub)"
+        )
+        return clause, params
+
+    return build
+
+
 LAYERS: dict[str, LayerSpec] = {
     spec.name: spec
     for spec in (
@@ -90,11 +133,13 @@ LAYERS: dict[str, LayerSpec] = {
         ),
         LayerSpec(
             "buildings",
-            "buildings t",
+            f"buildings t {public_contact_join('t.leader_user_id')}",
             "t.code, t.name, t.building_type, t.levels, t.residential, t.households,"
             " t.households_estimated, t.leader_name, t.leader_phone,"
+            " pc.display_name AS leader_public_name, pc.work_phone AS leader_public_phone,"
             f" ({grid_at_point_sql('t.rep_point', 'g.code')}) AS grid_code",
             mask=(("leader_name", mask_name), ("leader_phone", mask_phone)),
+            unmask_sql=_street_sql("t.rep_point"),
         ),
         LayerSpec(
             "venues",
@@ -194,8 +239,13 @@ def read_features(
     cursor: str | None,
     display_crs: str = "wgs84",
     zoom: int | None = None,
+    pii_grant: Grant | None = None,
 ) -> FeaturePage:
     """One page of ``layer`` as RFC 7946 features, ordered by id.
+
+    ``pii_grant`` (the caller's grant for ``layers.read_personal``; None for anonymous
+    callers) decides where a public layer's personal columns are shown unmasked: within the
+    streets of its bindings that may see names.
 
     ``display_crs`` (gcj02 / bd09) shifts the output — and reads ``bbox`` — for basemaps drawn
     in those systems; the default is plain WGS84. ``zoom`` (the map's) simplifies the polygons
@@ -220,6 +270,11 @@ def read_features(
         params.update(scope_params)
         if spec.mask and not grant.pii:
             unmasked, pii_params = spec.scope_sql(grant.unmasked(), "pii")
+            params.update(pii_params)
+    elif spec.mask:  # a public layer: the public grant says nothing about names
+        unmasked = "FALSE"
+        if spec.unmask_sql is not None and pii_grant is not None:
+            unmasked, pii_params = spec.unmask_sql(pii_grant.unmasked(), "pii")
             params.update(pii_params)
     geom_sql, geom_params = zoom_geometry_sql(zoom if spec.simplify else None)
     params.update(geom_params)

@@ -5,6 +5,7 @@ from layers.auth.models import AuthSession, LoginEvent, LoginThrottle, Role, Rol
 from layers.base import Base
 from layers.buildings.models import Building
 from layers.circles.models import ServiceCircle
+from layers.contacts.models import PublicContact
 from layers.drafts.models import AuditEntry, DraftGrid, GridDraft
 from layers.grids.models import Generation, Grid
 from layers.network.models import NetworkEdge, NetworkNode, NetworkVersion
@@ -36,6 +37,7 @@ __all__ = [
     "NetworkNode",
     "NetworkVersion",
     "Notification",
+    "PublicContact",
     "RateLimit",
     "Request",
     "RequestEvent",

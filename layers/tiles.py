@@ -1,7 +1,8 @@
 """Mapbox vector tiles straight from PostGIS (ST_AsMVT) for the big layers.
 
 Tiles carry no personal data: building leaders and request contacts stay in the GeoJSON API,
-where they are masked per role.
+where they are masked per role. A building leader's public contact — published with their
+consent for residents (``layers.contacts``) — is in the buildings' tiles as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers.contacts.service import public_contact_join
 from layers.display_crs import display_offset_3857
 from layers.errors import BadRequest, NotFound
 from layers.grids.repo import live_sql
@@ -25,8 +27,9 @@ BUFFER = 64
 # layer -> (FROM with alias t, properties select list, WHERE)
 TILE_LAYERS: dict[str, tuple[str, str, str]] = {
     "buildings": (
-        "buildings t",
-        "t.id, t.code, t.name, t.levels, t.residential, t.households, t.households_estimated",
+        f"buildings t {public_contact_join('t.leader_user_id')}",
+        "t.id, t.code, t.name, t.levels, t.residential, t.households, t.households_estimated,"
+        " pc.display_name AS leader_public_name, pc.work_phone AS leader_public_phone",
         "TRUE",
     ),
     "grids": (

@@ -7,8 +7,14 @@ import logging
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from layers.auth.login import log_in
+from layers.auth.permissions import grant_for
 from layers.auth.sessions import sign_out_everywhere
 from layers.bbox import parse_bbox
+from layers.contacts.service import (
+    my_public_contact,
+    publish_public_contact,
+    withdraw_public_contact,
+)
 from layers.display_crs import parse_display_crs
 from layers.errors import BadRequest
 from layers.features import LAYERS, layer_spec, read_features
@@ -81,6 +87,8 @@ def layer_features(layer: str):
     """RFC 7946 FeatureCollection of ``layer`` in ``bbox``, paged by ``cursor``."""
     spec = layer_spec(layer)
     grant = require("layers.read_personal") if spec.personal else g.grant
+    # whose names and phones the caller may see (a public layer's leaders: their streets)
+    pii_grant = grant_for("layers.read_personal", current_principal())
     settings = current_app.config["MINQING"]
     bbox = parse_bbox(request.args.get("bbox"), max_deg=settings.bbox_max_deg)
     limit = parse_limit(request.args.get("limit"))
@@ -93,6 +101,7 @@ def layer_features(layer: str):
         cursor=request.args.get("cursor"),
         display_crs=parse_display_crs(request.args.get("crs")),
         zoom=parse_zoom(request.args.get("zoom")),
+        pii_grant=pii_grant,
     )
     next_url = None
     if page.next_cursor:
@@ -163,3 +172,29 @@ def whoami():
             ],
         }
     )
+
+
+@bp.get("/me/public-contact")
+@policy("contacts.publish")
+def public_contact():
+    """The caller's published contact (or null) and the grids and buildings they lead."""
+    return jsonify(my_public_contact(session=db_session(), user_id=current_principal().user_id))
+
+
+@bp.put("/me/public-contact")
+@policy("contacts.publish")
+def public_contact_publish():
+    """Publish the caller's public contact: ``display_name``, ``work_phone`` and
+    ``consent: true`` (recorded with its time); grid and building leaders only."""
+    contact = publish_public_contact(
+        session=db_session(), user_id=current_principal().user_id, body=json_body()
+    )
+    return jsonify({"contact": contact.as_dict()})
+
+
+@bp.delete("/me/public-contact")
+@policy("contacts.publish")
+def public_contact_withdraw():
+    """Withdraw the caller's public contact (204 whether or not there was one)."""
+    withdraw_public_contact(session=db_session(), user_id=current_principal().user_id)
+    return "", 204

@@ -268,6 +268,19 @@ def users_reset_password(c: Context, username: str, password: str) -> None:
     click.echo(f"password reset for {username}")
 
 
+@users.command("building-leader")
+@click.argument("building_code")
+@click.argument("username", required=False)
+@pass_ctx
+def users_building_leader(c: Context, building_code: str, username: str | None) -> None:
+    """Link BUILDING_CODE's leader (楼栋长) to the account USERNAME, so that they may publish
+    a public contact (no USERNAME: unlink)."""
+    from layers.contacts.service import set_building_leader
+
+    _run_service(c, set_building_leader, building_code=building_code, username=username)
+    click.echo(f"{building_code}: leader {username or '(none)'}")
+
+
 @users.command("list")
 @pass_ctx
 def users_list(c: Context) -> None:

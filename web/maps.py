@@ -70,6 +70,9 @@ STANDARD_LAYERS = [
             ["name", "name"],
             ["levels", "levels"],
             ["households", "households"],
+            # the building leader's public contact, published with consent (layers.contacts)
+            ["leader_public_name", "building_leader"],
+            ["leader_public_phone", "phone"],
         ],
     },
     {

@@ -80,6 +80,8 @@ PERMISSIONS: dict[str, dict[str, Scope]] = {
     "categories.read": {ANONYMOUS: "all"},
     "metrics.read": {**_STAFF, "planner": "all"},
     "volunteers.register": {AUTHENTICATED: "self"},
+    # a leader's own public contact (layers/contacts): the service checks they lead something
+    "contacts.publish": {AUTHENTICATED: "self"},
     # 一刻钟服务圈: coverage figures and gaps hold no personal data (like the buildings and
     # service_circles layers), nearest service points are the resident's question
     "coverage.read": {ANONYMOUS: "all"},

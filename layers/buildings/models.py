@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Integer, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Identity, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from layers.base import Base, geometry, gist_index, now_column, valid_geometry
@@ -29,8 +29,11 @@ class Building(Base):
     residential: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     households: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     households_estimated: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # the building leader (楼栋长): personal, masked outside the viewer's street
     leader_name: Mapped[str | None] = mapped_column(String(100))
     leader_phone: Mapped[str | None] = mapped_column(String(32))
+    # their account, when they have one: it may publish a public contact (layers.contacts)
+    leader_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     geom = geometry("POLYGON")
     rep_point = geometry("POINT")
     created_at: Mapped[datetime] = now_column()

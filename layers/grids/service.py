@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.auth.pii import mask_name, mask_phone
+from layers.contacts.service import public_contact_join
 from layers.errors import NotFound
 from layers.grids.repo import LIVE_GRIDS
 
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GridCard:
-    """What a printed service card shows: public facts and the leader's masked contact."""
+    """What a printed service card (and ``/r``) shows: public facts, the leader's personal
+    contact masked, and the public contact they published with consent, as it is."""
 
     code: str
     name: str
@@ -27,6 +29,8 @@ class GridCard:
     leader_name: str | None
     leader_phone: str | None
     centroid_lonlat: tuple[float, float]
+    public_name: str | None = None
+    public_phone: str | None = None
 
 
 def grid_card(*, session: Session, code: str) -> GridCard:
@@ -37,16 +41,19 @@ def grid_card(*, session: Session, code: str) -> GridCard:
             SELECT g.code, g.name, c.name AS community, s.name AS street, g.households,
                    coalesce(lu.display_name, bu.display_name) AS leader_name,
                    coalesce(lu.phone, bu.phone) AS leader_phone,
+                   pc.display_name AS public_name, pc.work_phone AS public_phone,
                    ST_X(ST_PointOnSurface(g.geom)) AS lon, ST_Y(ST_PointOnSurface(g.geom)) AS lat
             FROM grids g
             JOIN areas c ON c.id = g.community_id
             LEFT JOIN areas s ON s.id = c.parent_id
             LEFT JOIN users lu ON lu.id = g.leader_user_id
             LEFT JOIN LATERAL (
-                SELECT u.display_name, u.phone FROM role_bindings b JOIN users u ON u.id = b.user_id
+                SELECT u.id, u.display_name, u.phone
+                FROM role_bindings b JOIN users u ON u.id = b.user_id
                 WHERE b.grid_code = g.code AND b.role_code = 'grid_leader' AND u.active
                 ORDER BY b.id LIMIT 1
             ) bu ON TRUE
+            {public_contact_join("coalesce(lu.id, bu.id)")}
             WHERE g.code = :code AND {LIVE_GRIDS}
             """
         ),
@@ -63,6 +70,8 @@ def grid_card(*, session: Session, code: str) -> GridCard:
         leader_name=mask_name(row.leader_name),
         leader_phone=mask_phone(row.leader_phone),
         centroid_lonlat=(row.lon, row.lat),
+        public_name=row.public_name,
+        public_phone=row.public_phone,
     )
 
 
