@@ -217,6 +217,7 @@ def _action_view(action: str):
                 actor=user_actor(),
                 tz=_tz(),
                 assignee_pii_days=_pii_days(),
+                duplicates=False,
             )
         except Forbidden:  # e.g. handed to another grid: done, but no longer the actor's
             detail = {

@@ -162,8 +162,11 @@ def request_detail(
     now: datetime | None = None,
     display_crs: str = "wgs84",
     assignee_pii_days: float = ASSIGNEE_PII_DAYS,
+    duplicates: bool = True,
 ) -> dict[str, Any]:
-    """One request with its timeline, offers and the actions legal now (403 out of scope).
+    """One request with its timeline, offers and the actions legal now (403 out of scope);
+    staff also see the possible duplicates found at intake (``duplicates``: not in the
+    answer to an action, which is about the action).
 
     A volunteer who is not staff sees their own offer only, no login names in the timeline
     and, unless they are the assignee, no rating comment and no assignee."""
@@ -220,7 +223,7 @@ def request_detail(
             "timeline": _timeline(session, request_id, tz, actors=access.staff),
         }
     )
-    if access.staff:
+    if access.staff and duplicates:
         out["possible_duplicates"] = _possible_duplicates(session, request_id)
     # what the page shows this version of; an action sent with it (If-Match) acts on it or
     # answers 409 conflict (someone acted meanwhile)
