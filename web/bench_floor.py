@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from flask import Blueprint, Flask, jsonify
 from sqlalchemy import text
@@ -64,16 +65,28 @@ def register(app: Flask) -> None:
     )
 
 
+def create_tables(connection: Any, *, grant_to: str | None = None) -> None:
+    """Create the floor's scratch tables as a role that may (the schema's owner or the
+    bench's superuser): the app's own role owns nothing and creates nothing (issue 16)."""
+    for sql in _TABLES.values():
+        for statement in sql.split("; "):
+            connection.execute(text(statement))
+        if grant_to:
+            name = sql.split("EXISTS ", 1)[1].split(" ", 1)[0]
+            connection.execute(text(f'GRANT SELECT, INSERT ON {name} TO "{grant_to}"'))
+
+
 def _ensure_table(name: str) -> None:
-    """Create the scratch table ``name`` once per process (an advisory lock keeps two
-    workers from racing on the DDL)."""
+    """The scratch table ``name``, created once per process when the server's role may (an
+    advisory lock keeps two workers from racing on the DDL); otherwise it must exist."""
     if name in _ready:
         return
     s = db_session()
-    s.execute(text("SELECT pg_advisory_xact_lock(hashtext('minqing.bench_floor'))"))
-    for statement in _TABLES[name].split("; "):
-        s.execute(text(statement))
-    s.commit()
+    if s.scalar(text("SELECT to_regclass(:n)"), {"n": name}) is None:
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtext('minqing.bench_floor'))"))
+        for statement in _TABLES[name].split("; "):
+            s.execute(text(statement))
+        s.commit()
     _ready.add(name)
 
 

@@ -189,10 +189,16 @@ def test_summary_counts_latency_from_the_schedule_and_errors() -> None:
 
 
 def test_floor_action_locks_updates_and_writes_one_scratch_event(
-    settings, db, session, monkeypatch
+    settings, db, session, owner_db_url, monkeypatch
 ) -> None:
+    from sqlalchemy import create_engine
+
     from web import bench_floor, create_app
 
+    owner = create_engine(owner_db_url)  # the app's role creates no table (least privilege)
+    with owner.begin() as c:
+        bench_floor.create_tables(c, grant_to=db.engine.url.username)
+    owner.dispose()
     monkeypatch.setenv(bench_floor.ENV, "1")
     monkeypatch.setattr(bench_floor, "_ready", set())
     client = create_app(settings, database=db).test_client()
