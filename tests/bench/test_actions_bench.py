@@ -188,30 +188,38 @@ def test_summary_counts_latency_from_the_schedule_and_errors() -> None:
     assert s["achieved_rps"] == 3.0  # rows 1-3 answered inside [1 s, 2 s)
 
 
-def test_floor_action_locks_updates_and_writes_one_scratch_event(
-    settings, db, session, owner_db_url, monkeypatch
-) -> None:
+def test_floor_action_locks_updates_and_writes_one_scratch_event(committed_db, monkeypatch) -> None:
+    """On a database of its own: the floor's scratch tables are made by the owner (the app's
+    role creates nothing) and must not show up among the schema's tables elsewhere."""
     from sqlalchemy import create_engine
 
+    from layers.config import Settings
     from web import bench_floor, create_app
 
-    owner = create_engine(owner_db_url)  # the app's role creates no table (least privilege)
+    owner = create_engine(committed_db.owner_url)
     with owner.begin() as c:
-        bench_floor.create_tables(c, grant_to=db.engine.url.username)
+        bench_floor.create_tables(c, grant_to=committed_db.engine.url.username)
     owner.dispose()
     monkeypatch.setenv(bench_floor.ENV, "1")
     monkeypatch.setattr(bench_floor, "_ready", set())
-    client = create_app(settings, database=db).test_client()
-    rid, status = session.execute(text("SELECT id, status FROM requests ORDER BY id LIMIT 1")).one()
-    events = session.scalar(text("SELECT count(*) FROM request_events"))
+    settings = Settings(database_url=committed_db.url, secret_key="test-secret")
+    client = create_app(settings, database=committed_db).test_client()
+    with committed_db.session() as session:
+        rid, status = session.execute(
+            text("SELECT id, status FROM requests ORDER BY id LIMIT 1")
+        ).one()
+        events = session.scalar(text("SELECT count(*) FROM request_events"))
     resp = client.post("/bench/floor/action", json={"request_id": rid, "action": "claim"})
     assert resp.status_code == 200 and resp.get_json() == {"id": rid, "status": status}
-    row = session.execute(
-        text("SELECT request_id, action, from_status, to_status FROM bench_floor_events")
-    ).all()
-    assert row == [(rid, "claim", status, status)]
-    assert session.scalar(text("SELECT count(*) FROM request_events")) == events  # no real one
-    assert session.scalar(text("SELECT status FROM requests WHERE id = :i"), {"i": rid}) == status
+    with committed_db.session() as session:
+        row = session.execute(
+            text("SELECT request_id, action, from_status, to_status FROM bench_floor_events")
+        ).all()
+        assert row == [(rid, "claim", status, status)]
+        assert session.scalar(text("SELECT count(*) FROM request_events")) == events
+        assert (
+            session.scalar(text("SELECT status FROM requests WHERE id = :i"), {"i": rid}) == status
+        )
     json_only = {"Accept": "application/json"}
     resp = client.post("/bench/floor/action", json={"request_id": -1}, headers=json_only)
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_request"
@@ -219,7 +227,10 @@ def test_floor_action_locks_updates_and_writes_one_scratch_event(
     assert resp.status_code == 400
     monkeypatch.delenv(bench_floor.ENV)
     assert (
-        create_app(settings, database=db).test_client().post("/bench/floor/action").status_code
+        create_app(settings, database=committed_db)
+        .test_client()
+        .post("/bench/floor/action")
+        .status_code
         == 404
     )
 
