@@ -1,119 +1,24 @@
-"""The ``minqing`` command: database, migrations, demo, imports, users, serving."""
+"""The ``minqing`` command: database, migrations, demo, imports, users, serving (the
+gunicorn runner and the deadline job are ``web.serving``)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import secrets
 import signal
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
-from layers.config import PROJECT_ROOT, Settings, settings_from_env
-from layers.db import Database, check_reachable, migrate
-from layers.embedded import APP_ROLE, EmbeddedCluster, EmbeddedError
-from layers.errors import MinqingError
-from web.log_redaction import RedactingGunicornLogger, redact_root_handlers
+from layers.config import PROJECT_ROOT, settings_from_env
+from layers.db import Database, migrate
+from web.cli_context import Context, pass_ctx, run_service
+from web.cli_users import users
+from web.log_redaction import redact_root_handlers
+from web.serving import deadline_cycle, ensure_port_free, run_gunicorn, secret_key
 
 logger = logging.getLogger(__name__)
-
-
-class Context:
-    """Resolved settings plus, when we started it, the embedded cluster to stop later.
-
-    Two URLs (issue 16, least privilege): the app's (``DATABASE_URL``, or the embedded
-    cluster's ``minqing_app``), a role that owns nothing, for serving and every service
-    command; and the schema owner's (``MIGRATION_DATABASE_URL``, or the embedded cluster's
-    ``minqing_owner``) for migrations and the demo load only."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.cluster = EmbeddedCluster(settings.project_root)
-        self._cluster_up = False
-
-    def _embedded(self, start: bool) -> None:
-        if start and not self._cluster_up:
-            try:
-                self.cluster.up()
-            except EmbeddedError as exc:
-                raise click.ClickException(str(exc)) from exc
-            self._cluster_up = True
-
-    def database_url(self, *, start: bool = True) -> str:
-        """The app's URL: DATABASE_URL if set (checked reachable), else the embedded
-        cluster's app role."""
-        if self.settings.database_url:
-            url, where = self.settings.database_url, "DATABASE_URL"
-        else:
-            self._embedded(start)
-            url, where = self._cluster_url(self.cluster.app_url), "the embedded database"
-        return _reachable(url, where)
-
-    def migration_url(self, *, start: bool = True) -> str | None:
-        """The schema owner's URL: MIGRATION_DATABASE_URL if set, else the embedded
-        cluster's owner role; None when only DATABASE_URL is set (the app's role cannot
-        migrate)."""
-        if self.settings.migration_database_url:
-            url, where = self.settings.migration_database_url, "MIGRATION_DATABASE_URL"
-        elif self.settings.database_url:
-            return None
-        else:
-            self._embedded(start)
-            url, where = self._cluster_url(self.cluster.owner_url), "the embedded database"
-        return _reachable(url, where)
-
-    def require_migration_url(self) -> str:
-        url = self.migration_url()
-        if url is None:
-            raise click.ClickException(
-                "MIGRATION_DATABASE_URL is not set: migrations run as the schema's owner, while"
-                " DATABASE_URL is the app's role, which owns nothing. Set MIGRATION_DATABASE_URL"
-                " (on a server with one role only, to the same URL as DATABASE_URL)."
-            )
-        return url
-
-    def app_role(self) -> str:
-        """The role the app connects as, which the migrations grant to."""
-        if self.settings.database_url:
-            return str(make_url(self.settings.database_url).username)
-        return APP_ROLE
-
-    def _cluster_url(self, fn) -> str:
-        try:
-            return fn()
-        except EmbeddedError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    def database(self) -> Database:
-        return Database.from_url(self.database_url())
-
-
-def _reachable(url: str, where: str) -> str:
-    try:
-        check_reachable(url)
-    except MinqingError as exc:
-        raise click.ClickException(
-            f"cannot reach {where} ({_redact(url)}): {exc.details.get('reason', exc)}"
-        ) from exc
-    return url
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,6 +32,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
     )
     redact_root_handlers()  # a request's path may hold a resident's ticket
     ctx.obj = Context(settings_from_env())
+
+
+main.add_command(users)
 
 
 # -- database -----------------------------------------------------------------------------
@@ -176,254 +84,6 @@ def migrate_cmd(c: Context, revision: str) -> None:
     click.echo(f"schema at {revision}")
 
 
-# -- users --------------------------------------------------------------------------------
-@main.group()
-def users() -> None:
-    """Accounts and role bindings."""
-
-
-def _run_service(c: Context, fn, **kw):
-    database = c.database()
-    try:
-        with database.session() as s:
-            return fn(session=s, **kw)
-    except MinqingError as exc:
-        raise click.ClickException(exc.message("en")) from exc
-    finally:
-        database.engine.dispose()
-
-
-@users.command("create")
-@click.argument("username")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-@click.option("--name", "display_name", default=None, help="Display name (姓名).")
-@click.option("--phone", default=None)
-@pass_ctx
-def users_create(
-    c: Context, username: str, password: str, display_name: str | None, phone: str | None
-) -> None:
-    """Create an account."""
-    from layers.auth.service import create_user
-
-    _run_service(
-        c,
-        create_user,
-        username=username,
-        password=password,
-        display_name=display_name,
-        phone=phone,
-    )
-    click.echo(f"created {username}")
-
-
-@users.command("bind")
-@click.argument("username")
-@click.argument("role")
-@click.option("--area", "area_code", default=None, help="Area code (street / community).")
-@click.option("--grid", "grid_code", default=None, help="15-digit grid code.")
-@pass_ctx
-def users_bind(
-    c: Context, username: str, role: str, area_code: str | None, grid_code: str | None
-) -> None:
-    """Give USERNAME the ROLE over an area, a grid or everything."""
-    from layers.auth.service import bind_role
-
-    _run_service(
-        c, bind_role, username=username, role=role, area_code=area_code, grid_code=grid_code
-    )
-    click.echo(f"bound {username} as {role}")
-
-
-@users.command("deactivate")
-@click.argument("username")
-@pass_ctx
-def users_deactivate(c: Context, username: str) -> None:
-    """Deactivate an account (its sessions and tokens stop working)."""
-    from layers.auth.service import set_active
-
-    _run_service(c, set_active, username=username, active=False)
-    click.echo(f"deactivated {username}")
-
-
-@users.command("activate")
-@click.argument("username")
-@pass_ctx
-def users_activate(c: Context, username: str) -> None:
-    """Reactivate an account."""
-    from layers.auth.service import set_active
-
-    _run_service(c, set_active, username=username, active=True)
-    click.echo(f"activated {username}")
-
-
-@users.command("reset-password")
-@click.argument("username")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-@pass_ctx
-def users_reset_password(c: Context, username: str, password: str) -> None:
-    """Set a new password; earlier tokens are revoked."""
-    from layers.auth.service import reset_password
-
-    _run_service(c, reset_password, username=username, password=password)
-    click.echo(f"password reset for {username}")
-
-
-@users.command("building-leader")
-@click.argument("building_code")
-@click.argument("username", required=False)
-@pass_ctx
-def users_building_leader(c: Context, building_code: str, username: str | None) -> None:
-    """Link BUILDING_CODE's leader (楼栋长) to the account USERNAME, so that they may publish
-    a public contact (no USERNAME: unlink)."""
-    from layers.contacts.service import set_building_leader
-
-    _run_service(c, set_building_leader, building_code=building_code, username=username)
-    click.echo(f"{building_code}: leader {username or '(none)'}")
-
-
-@users.command("list")
-@pass_ctx
-def users_list(c: Context) -> None:
-    """List accounts with their roles."""
-    from layers.auth.service import list_users
-
-    for user, bindings in _run_service(c, list_users):
-        roles = ", ".join(
-            b.role_code
-            + (f"@{b.grid_code}" if b.grid_code else "")
-            + (f"@area:{b.area_id}" if b.area_id else "")
-            for b in bindings
-        )
-        state = "" if user.active else " (inactive)"
-        click.echo(f"{user.username}{state}\t{user.display_name}\t{roles}")
-
-
-# -- serving ------------------------------------------------------------------------------
-def _secret_key(settings: Settings) -> str:
-    """MINQING_SECRET_KEY, or one generated once and kept under var/ (shared by workers,
-    readable by this user only): ``serve`` and ``demo`` never run on a key anyone knows."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.project_root / "var" / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    key = path.read_text().strip()
-    if not key:
-        raise click.ClickException(f"{path} is empty: remove it or set MINQING_SECRET_KEY")
-    return key
-
-
-def ensure_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise click.ClickException(
-                f"port {port} on {host} is already in use ({exc.strerror}); is another "
-                f"`minqing serve` running? Choose another port with --port."
-            ) from exc
-
-
-JOB_APPLICATION_NAME = "minqing-deadline-job"  # how the job's connection shows in pg_stat_activity
-
-
-def deadline_cycle(*, session: Session) -> dict[str, int]:
-    """One cycle of the deadline job: escalate what is overdue, auto-close what was never
-    rated, purge old idempotency keys and ended rate-limit windows, and re-home requests a
-    publish raced with."""
-    from layers.drafts.publish import rehome_stragglers
-    from layers.ratelimits.service import purge_expired
-    from layers.requests.service import run_escalations
-
-    counts = run_escalations(session=session)
-    counts["rehomed"] = rehome_stragglers(session=session)["count"]
-    counts["expired_rate_limits"] = purge_expired(session=session)
-    return counts
-
-
-def deadline_timer(database_url: str, every_s: float) -> threading.Event:
-    """Run the deadline job every ``every_s`` seconds in a daemon thread; set the event to
-    stop. The job is idempotent, so a second server doing the same is harmless."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        # One connection, pinged at each checkout: after a database restart (or the backend
-        # being terminated) the dead connection is replaced before the cycle, not by failing it.
-        database = Database.from_url(
-            database_url,
-            pool_size=1,
-            max_overflow=0,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 5, "application_name": JOB_APPLICATION_NAME},
-        )
-        while not stop.wait(every_s):
-            try:
-                with database.session() as s:
-                    counts = deadline_cycle(session=s)
-                if any(counts.values()):
-                    logger.info("deadline job: %s", counts)
-            except Exception:  # keep the timer alive through a database restart
-                logger.exception("deadline job failed; retrying in %s s", every_s)
-        database.engine.dispose()
-
-    threading.Thread(target=loop, name="minqing-deadline-job", daemon=True).start()
-    return stop
-
-
-def run_gunicorn(
-    settings: Settings, *, host: str, port: int, workers: int, escalate_every_s: float = 60.0
-) -> None:
-    """Serve the app under gunicorn until interrupted; each worker builds its own engine.
-
-    The master also runs the deadline job on a timer (``escalate_every_s``; 0 turns it off).
-    """
-    from gunicorn.app.base import BaseApplication
-
-    from web import create_app
-
-    def when_ready(_server: object) -> None:
-        if escalate_every_s > 0 and settings.database_url:
-            deadline_timer(settings.database_url, escalate_every_s)
-
-    def post_worker_init(worker: object) -> None:
-        """Warm the worker's offer caches (walking graph, volunteer snaps) before it serves."""
-        from layers.requests.offers import warm_caches
-
-        try:
-            with worker.wsgi.extensions["minqing.db"].session() as session:  # type: ignore[attr-defined]
-                warm_caches(session=session)
-        except Exception:  # a cold cache is slower, not wrong: serve anyway
-            logger.exception("warming the offer caches failed")
-        # The app, graph and caches live as long as the worker: keep them out of the cyclic
-        # garbage collector, whose full passes over them stalled requests for ~100 ms.
-        gc.freeze()
-
-    class _Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
-            # tickets in /t/<ticket> and /api/v1/tickets/<ticket> are logged as <ticket:hash>
-            self.cfg.set("logger_class", RedactingGunicornLogger)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("when_ready", when_ready)
-            self.cfg.set("post_worker_init", post_worker_init)
-
-        def load(self):
-            return create_app(settings)
-
-    ensure_port_free(host, port)
-    click.echo(f"Minqing on http://{host}:{port}/  (Ctrl-C to stop)")
-    _Server().run()
-
-
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -445,7 +105,7 @@ def serve(c: Context, host: str, port: int, workers: int, escalate_every: float)
         migrate(owner_url, app_role=c.app_role())
     else:
         logger.info("no MIGRATION_DATABASE_URL: serving the schema as it is (minqing migrate)")
-    settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
+    settings = c.settings.with_(database_url=url, secret_key=secret_key(c.settings))
     run_gunicorn(settings, host=host, port=port, workers=workers, escalate_every_s=escalate_every)
 
 
@@ -468,7 +128,7 @@ def demo(c: Context, host: str, port: int, workers: int, no_serve: bool) -> None
         _load_demo(owner_url)  # a setup step, like the migrations: as the owner
         if no_serve:
             return
-        settings = c.settings.with_(database_url=url, secret_key=_secret_key(c.settings))
+        settings = c.settings.with_(database_url=url, secret_key=secret_key(c.settings))
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         run_gunicorn(settings, host=host, port=port, workers=workers)
     finally:
@@ -526,7 +186,7 @@ def import_osm_cmd(c: Context, path: Path, progress: bool | None, as_json: bool)
     """Buildings, venues and the walking network from an OSM file (.osm / .osm.pbf)."""
     from layers.importers.service import import_osm
 
-    _echo_report(_run_service(c, import_osm, path=path, progress=progress), as_json)
+    _echo_report(run_service(c, import_osm, path=path, progress=progress), as_json)
 
 
 @import_group.command("file")
@@ -571,7 +231,7 @@ def import_file_cmd(
     """GeoJSON / GeoPackage / Shapefile (.shp or .zip) / CSV into a layer, converted to WGS84."""
     from layers.importers.service import import_file
 
-    report = _run_service(
+    report = run_service(
         c,
         import_file,
         path=path,
@@ -615,7 +275,7 @@ def import_network_cmd(
     """A road-line file as the walking network (replaces the current one as a new version)."""
     from layers.importers.service import import_network
 
-    report = _run_service(
+    report = run_service(
         c,
         import_network,
         path=path,
@@ -649,7 +309,7 @@ def import_requests_cmd(
     rows already imported."""
     from layers.importers.requests_bulk import import_requests
 
-    report = _run_service(
+    report = run_service(
         c,
         import_requests,
         path=path,
@@ -672,7 +332,7 @@ def project_root() -> Path:
 def escalate_cmd(c: Context) -> None:
     """Run the deadline job once: escalate overdue requests one level, auto-close resolved
     requests unrated for 7 days. Idempotent; safe from cron every minute."""
-    counts = _run_service(c, deadline_cycle)
+    counts = run_service(c, deadline_cycle)
     click.echo(
         f"escalated {counts['escalated']}, auto-closed {counts['auto_closed']}, "
         f"expired idempotency keys {counts['expired_keys']}, re-homed {counts['rehomed']}"
@@ -705,7 +365,7 @@ def circles_build(c: Context, category: str | None, tier: str | None, unit: str)
         rebuild(session)
         return build_circles(session, category=category, tier=tier, unit=unit, settings=c.settings)
 
-    summary = _run_service(c, run)
+    summary = run_service(c, run)
     click.echo(
         f"{summary['circles']} circles ({summary['network']} network, {summary['buffer']} "
         f"buffer) on network version {summary['network_version']}"
@@ -726,7 +386,7 @@ def circles_coverage(
 
     from layers.coverage.service import coverage
 
-    rows = _run_service(c, coverage, level=level, category=category, tier=tier, settings=c.settings)
+    rows = run_service(c, coverage, level=level, category=category, tier=tier, settings=c.settings)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return

@@ -248,7 +248,7 @@ def test_the_deadline_job_rehomes_a_request_a_publish_raced_with(client, session
     """An intake that read the grids before a publish and wrote after it leaves its request
     on a retired row; the deadline job's sweep moves it to the live row covering it."""
     from layers.drafts.publish import rehome_stragglers
-    from web.cli import deadline_cycle
+    from web.serving import deadline_cycle
 
     community = _ids(session)
     old_id = live_grids(session)[TARGET][0]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from web.cli import JOB_APPLICATION_NAME, deadline_timer
+from web.serving import JOB_APPLICATION_NAME, deadline_timer
 
 
 def test_timer_escalates_an_overdue_request(committed_db) -> None:
