@@ -153,3 +153,20 @@ def log_in(page, username: str, *, then: str | None = None) -> None:
     page.fill("input[name=password]", DEMO_PASSWORD)
     with page.expect_navigation(url=then):
         page.click("button[type=submit]")
+
+
+def leader_grid_point(db: Database, username: str = "leader1") -> tuple[float, float]:
+    """(lon, lat) of a point inside the live grid ``username`` leads (for a request there)."""
+    from sqlalchemy import text
+
+    with db.session() as s:
+        lon, lat = s.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
+                " FROM role_bindings b JOIN users u ON u.id = b.user_id"
+                " JOIN grids g ON g.code = b.grid_code AND g.generation_high IS NULL"
+                " WHERE u.username = :u"
+            ),
+            {"u": username},
+        ).one()
+    return lon, lat

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot
+from tests.browser.conftest import DEMO_PASSWORD, leader_grid_point, log_in, screenshot
 from tests.factories import submit_housing, token
 
 pytestmark = pytest.mark.browser
@@ -17,15 +17,7 @@ REASON = "经核实系邻里私人纠纷，不属于网格受理范围"
 
 @pytest.fixture
 def leader_site(committed_db, committed_client, live_server):
-    with committed_db.session() as s:
-        lon, lat = s.execute(
-            text(
-                "SELECT ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom))"
-                " FROM role_bindings b JOIN users u ON u.id = b.user_id"
-                " JOIN grids g ON g.code = b.grid_code AND g.generation_high IS NULL"
-                " WHERE u.username = 'leader1'"
-            )
-        ).one()
+    lon, lat = leader_grid_point(committed_db)
     admin = token(committed_client, "admin", DEMO_PASSWORD)
 
     def submit(body_text: str) -> dict:
