@@ -32,12 +32,10 @@ version their page showed as If-Match (the leader and staff pages do), volunteer
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +62,16 @@ from bench.actions_setup import (
 )
 from bench.common import (
     Timer,
+    bench_args,
+    bench_workspace,
     emit,
     figure,
+    load_parser,
     machine,
     machine_line,
     open_database,
     publish,
-    scratch_database,
+    ratio,
     server_version,
 )
 from bench.intake_bench import build_district, gunicorn
@@ -209,10 +210,6 @@ def load_bench(
     return out
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a is not None and b else None
-
-
 def report(
     figures: dict[str, Any], sizes: dict[str, Any], host: dict[str, Any], versions: str
 ) -> list[str]:
@@ -282,38 +279,23 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.actions_bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes (runs in < 2 min)")
-    parser.add_argument("--rate", type=float, help="offered actions per second")
-    parser.add_argument("--duration", type=float, help="measured seconds")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sizes = dict(QUICK if args.quick else FULL)
-    mode = "quick" if args.quick else "full"
-    if args.rate:
-        sizes["rate"] = args.rate
-        mode += f"-rate{args.rate:g}"
-    if args.duration:
-        sizes["duration_s"] = args.duration
-    figures: dict[str, Any] = {"bench": "actions", "mode": mode, "seed": args.seed}
-    figures.update({k: sizes[k] for k in ("grids", "volunteers", "requests", "rate")})
-    figures["warmup_s"], figures["duration_s"] = sizes["warmup_s"], sizes["duration_s"]
-    with (
-        Timer() as total,
-        tempfile.TemporaryDirectory(prefix="minqing_actions_") as tmp,
-        scratch_database("minqing_bench_actions") as url,
-    ):
+    parser = load_parser(
+        "python -m bench.actions_bench",
+        __doc__,
+        quick="small sizes (runs in < 2 min)",
+        rate="offered actions per second",
+    )
+    args, sizes, mode, figures = bench_args(parser, argv, bench="actions", quick=QUICK, full=FULL)
+    with bench_workspace("actions", figures) as (url, tmp):
         versions = server_version(url)
         district = build_district(url, sizes, args.seed)
         figures["generate_s"] = district["generate_s"]
-        figures.update(load_bench(url, district, sizes, args.seed, Path(tmp)))
-    figures["total_s"] = round(total.s, 1)
+        figures.update(load_bench(url, district, sizes, args.seed, tmp))
     host = machine()
     figures["load_1m_end"] = host["load_1m"]
     ld, fl, md = figures["load"], figures["floor"], figures["model"]
-    figures["ratio_p50"] = _ratio(ld["p50_ms"], fl["p50_ms"])
-    figures["ratio_p99"] = _ratio(ld["p99_ms"], fl["p99_ms"])
+    figures["ratio_p50"] = ratio(ld["p50_ms"], fl["p50_ms"])
+    figures["ratio_p99"] = ratio(ld["p99_ms"], fl["p99_ms"])
     figures["double_effects"] = md["double_effects"]
     figures["target_met"] = bool(
         ld["achieved_rps"] >= 0.99 * sizes["rate"]

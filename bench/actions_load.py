@@ -12,13 +12,14 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import multiprocessing as mp
 import threading
 import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
+
+from bench.common import run_in_process
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def run_load(
     """Send ``shots`` (sorted by due offset) open loop from a separate process; returns
     per-shot arrays ``latency``, ``lag``, ``status``, ``sent_wall`` / ``done_wall`` (epoch
     seconds) and the list ``answer``."""
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
     args = {
         "due": [s[0] for s in shots],
         "paths": [s[1] for s in shots],
@@ -129,12 +128,7 @@ def run_load(
         "grace_s": grace_s,
         "timeout_s": timeout_s,
     }
-    proc = ctx.Process(target=_load_worker, args=(args, send), daemon=True)
-    proc.start()
-    send.close()
-    result = recv.recv()
-    proc.join(timeout=30)
-    return result
+    return run_in_process(_load_worker, args)
 
 
 def _ms(values: np.ndarray, q: float) -> float | None:

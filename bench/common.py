@@ -9,14 +9,17 @@ dropped afterwards; the embedded server is stopped again only if this process st
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import multiprocessing as mp
 import os
 import platform
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,3 +254,75 @@ def app_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def bench_args(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    *,
+    bench: str,
+    quick: dict[str, Any],
+    full: dict[str, Any],
+) -> tuple[argparse.Namespace, dict[str, Any], str, dict[str, Any]]:
+    """The command line of a load bench (``parser`` already holds ``--quick``, ``--rate``,
+    ``--duration``, ``--seed`` and its own options): (args, sizes from ``quick`` / ``full``
+    with ``--rate`` / ``--duration`` applied, mode, the figures it starts with)."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sizes = dict(quick if args.quick else full)
+    mode = "quick" if args.quick else "full"
+    if args.rate:
+        sizes["rate"] = args.rate
+        mode += f"-rate{args.rate:g}"
+    if args.duration:
+        sizes["duration_s"] = args.duration
+    figures: dict[str, Any] = {"bench": bench, "mode": mode, "seed": args.seed}
+    figures.update({k: sizes[k] for k in ("grids", "volunteers", "requests", "rate")})
+    figures["warmup_s"], figures["duration_s"] = sizes["warmup_s"], sizes["duration_s"]
+    return args, sizes, mode, figures
+
+
+def load_parser(
+    prog: str, description: str | None, *, quick: str, rate: str
+) -> argparse.ArgumentParser:
+    """The options every load bench has: ``--quick`` (help ``quick``), ``--rate`` (help
+    ``rate``), ``--duration``, ``--seed``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--rate", type=float, help=rate)
+    parser.add_argument("--duration", type=float, help="measured seconds")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def run_in_process(target: Callable[[dict[str, Any], Any], None], args: dict[str, Any]) -> Any:
+    """Run ``target(args, conn)`` in a spawned process (a load generator, so its threads
+    do not share this interpreter) and return what it sends on ``conn``."""
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(args, send), daemon=True)
+    proc.start()
+    send.close()
+    result = recv.recv()
+    proc.join(timeout=30)
+    return result
+
+
+def ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
+    """``a / b`` rounded, or None when either is missing (or ``b`` is 0): a bench against its
+    floor."""
+    return round(a / b, digits) if a is not None and b else None
+
+
+@contextmanager
+def bench_workspace(name: str, figures: dict[str, Any]) -> Iterator[tuple[str, Path]]:
+    """A load bench's run: (URL of a scratch database ``minqing_bench_<name>_…``, a temporary
+    directory ``minqing_<name>_…`` for its logs), both removed on exit; ``figures["total_s"]``
+    is then the time the run took."""
+    with (
+        Timer() as total,
+        tempfile.TemporaryDirectory(prefix=f"minqing_{name}_") as tmp,
+        scratch_database(f"minqing_bench_{name}") as url,
+    ):
+        yield url, Path(tmp)
+    figures["total_s"] = round(total.s, 1)

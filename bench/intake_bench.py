@@ -16,20 +16,16 @@ embedded server; dropped afterwards), default durability:
 3. in a separate process, an open-loop load generator (threads, ``http.client``) sends POSTs
    at a fixed rate: a warm-up, then the measured window; latency runs from each request's
    SCHEDULED send time (no coordinated omission). Each intake POST carries the
-   X-Forwarded-For the proxy would add: most come from light addresses (a pool of ≥ 1,000;
-   full size: 1,367 used, at most 15 requests each; ``--quick`` has requests for 290) that
-   each stay within the limit over the whole run, and ``limit_heavy`` clients send limit + 20
-   each within one window, so exactly 20 of each must get 429 ``rate_limited`` (with
-   Retry-After) and no other request may (the limit check; 429s are left out of the latency
-   figures).
-   The same load then goes to the floor (no limiter there);
+   X-Forwarded-For the proxy would add (``bench.intake_limits``: ≥ 1,000 light addresses
+   within the limit, ``limit_heavy`` clients over it by exactly 20 each, which must get 429
+   with Retry-After; 429s are left out of the latency figures). The same load then goes to
+   the floor (no limiter there);
 4. every 201 is checked against an independent assignment of its point (``geo.assign``
    over the live grids read from the database; community polygons for triage): its grid
    code must equal it; a point outside every community must get 422
    ``outside_jurisdiction`` (counted separately, not an error);
-5. bulk: writes a CSV of historical requests (1M; ``--quick``: 20k) and times
-   ``layers.importers.requests_bulk.import_requests`` on top of the existing rows, then
-   re-imports it (must insert nothing).
+5. bulk (``bench.intake_bulk``): a CSV of 1M historical requests (``--quick``: 20k) timed
+   through ``import requests`` on top of the existing rows, then re-imported (inserts nothing).
 
 Prints req/s, p50 / p99, errors, mismatches and the ratios to the floor; appends a dated
 section to ``bench/RESULTS.md`` (``MINQING_BENCH_RESULTS`` overrides); the last stdout line is
@@ -39,25 +35,18 @@ one JSON object. Target: 300 req/s sustained, p99 ≤ 50 ms, zero errors and mis
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import logging
-import math
-import multiprocessing as mp
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import shapely
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -65,28 +54,31 @@ from sqlalchemy.exc import DBAPIError
 from bench.common import (
     Timer,
     app_server,
+    bench_args,
+    bench_workspace,
     emit,
     figure,
+    load_parser,
     machine,
     machine_line,
     open_database,
     publish,
-    scratch_database,
+    ratio,
+    run_in_process,
     server_version,
 )
+from bench.intake_bulk import TEXTS, bulk_bench, bulk_report
+from bench.intake_limits import address_plan, limit_check, limit_report, limiter_cost
 from data.synthetic import generate_district, live_grids
 from geo.assign import GridIndex
 from layers.catalogues import request_categories
-from layers.db import Database
 from layers.grids.repo import current_generation
-from layers.ratelimits.service import Rule, hit, parse_rule
 from web.ratelimit import DEFAULTS, INTAKE_RATE_LIMIT
 
 logger = logging.getLogger(__name__)
 
 TARGET_RATE = 300.0
 TARGET_P99_MS = 50.0
-TARGET_BULK_ROWS_PER_S = 100_000
 FULL: dict[str, Any] = {
     "grids": 600,
     "buildings": 50_000,
@@ -120,12 +112,6 @@ QUICK: dict[str, Any] = {
 GAP_GRIDS = 2  # grids taken out of the live generation: their points go to community triage
 TRIAGE_SHARE = 0.02
 OUTSIDE_SHARE = 0.02
-TEXTS = ["楼道灯坏了好几天", "屋顶漏水需要维修", "独居老人需要定期探访", "<b>门禁</b>坏了 & 急"]
-# the limit check: clients behind one trusted proxy, at the default intake limit
-LIMIT_MIN_ADDRESSES = 1_000  # light clients: at least this many, each within the limit
-LIMIT_EXTRA = 20  # a heavy client sends limit + this many in one window: this many 429s
-LIMIT_MARGIN_S = 10.0  # a heavy client's sends are scheduled within window - this
-LIMITER_KEYS = 1_000  # keys of the limiter's isolated timing
 
 
 # --------------------------------------------------------------------------- the district
@@ -232,146 +218,6 @@ def expected_outcome(district: dict[str, Any], lon: np.ndarray, lat: np.ndarray)
     out = np.full(len(lon), None, dtype=object)
     out[in_comm] = ""
     out[hit >= 0] = district["grid_codes"][hit[hit >= 0]]
-    return out
-
-
-@dataclass(frozen=True)
-class AddressPlan:
-    """Who sends each intake request, as the trusted proxy reports it (X-Forwarded-For)."""
-
-    xff: list[str]
-    heavy: np.ndarray  # per request: its heavy client (0..), or -1 for a light one
-    rule: Rule
-    addresses: int
-    light_max: int  # the most requests any light address sends over the whole run
-    heavy_span_s: float  # each heavy client's sends are scheduled within this many seconds
-
-
-def address_plan(n: int, rate: float, heavy_clients: int, seed: int) -> AddressPlan:
-    """``heavy_clients`` clients send limit + ``LIMIT_EXTRA`` each, scheduled within
-    window − ``LIMIT_MARGIN_S``; the other requests go round-robin (in shuffled order) to at
-    least ``LIMIT_MIN_ADDRESSES`` light addresses, none of which reaches half the limit."""
-    rule = parse_rule(DEFAULTS[INTAKE_RATE_LIMIT])
-    rng = np.random.default_rng([seed, 31])
-    per_heavy = rule.limit + LIMIT_EXTRA
-    span = min(n, max(per_heavy, int((rule.window_s - LIMIT_MARGIN_S) * rate)))
-    heavy = np.full(n, -1)
-    for h in range(heavy_clients):
-        start = int(rng.integers(0, n - span + 1))
-        free = np.flatnonzero(heavy[start : start + span] == -1) + start
-        if len(free) < per_heavy:
-            raise ValueError(f"{n} requests are too few for {heavy_clients} heavy clients")
-        heavy[rng.choice(free, per_heavy, replace=False)] = h
-    light = np.flatnonzero(heavy == -1)
-    pool = max(LIMIT_MIN_ADDRESSES, math.ceil(len(light) / max(1, rule.limit // 2)))
-    owner = rng.permutation(len(light)) % pool
-    xff = [""] * n
-    for i, o in zip(light.tolist(), owner.tolist(), strict=True):
-        xff[i] = f"198.18.{o // 256}.{o % 256}"  # RFC 2544's benchmarking range
-    for i in np.flatnonzero(heavy >= 0).tolist():
-        xff[i] = f"198.19.0.{int(heavy[i]) + 1}"
-    return AddressPlan(
-        xff=xff,
-        heavy=heavy,
-        rule=rule,
-        addresses=len(set(xff)),
-        light_max=int(np.bincount(owner).max()) if len(owner) else 0,
-        heavy_span_s=round(span / rate, 1),
-    )
-
-
-def limit_check(result: dict[str, Any], plan: AddressPlan) -> dict[str, Any]:
-    """429s against what the limit predicts over the whole run: each heavy client exactly
-    (requests that reached the server) − limit, no light address any. A heavy client whose
-    first send and last answer lie a window apart, or with a request of unknown fate (a
-    transport error), makes the prediction unsure: said so, and the check fails."""
-    status, sched = result["status"], result["sched"]
-    sent_at, done_at = sched + result["lag"], sched + result["latency"]
-    limited = status == 429
-    per_client: list[dict[str, Any]] = []
-    unsure = 0
-    for h in range(int(plan.heavy.max()) + 1 if len(plan.heavy) else 0):
-        mine = plan.heavy == h
-        reached = mine & (status > 0)
-        span = (
-            float(np.nanmax(done_at[reached]) - np.nanmin(sent_at[reached]))
-            if reached.any()
-            else 0.0
-        )
-        unknown = int((mine & (status == -1)).sum())
-        unsure += int(unknown > 0 or span >= plan.rule.window_s)
-        per_client.append(
-            {
-                "sent": int(reached.sum()),
-                "429": int((mine & limited).sum()),
-                "predicted": max(0, int(reached.sum()) - plan.rule.limit),
-                "span_s": round(span, 1),
-            }
-        )
-    light_429 = int((limited & (plan.heavy < 0)).sum())
-    got = sum(c["429"] for c in per_client) + light_429
-    predicted = sum(c["predicted"] for c in per_client)
-    ok = unsure == 0 and light_429 == 0 and all(c["429"] == c["predicted"] for c in per_client)
-    retry_after_ok = bool(result.get("retry_after_ok", True))
-    return {
-        "rule": str(plan.rule),
-        "requests": len(plan.xff),
-        "addresses": plan.addresses,
-        "light_max": plan.light_max,
-        "heavy_clients": len(per_client),
-        "heavy_each": plan.rule.limit + LIMIT_EXTRA,
-        "heavy_span_s": plan.heavy_span_s,
-        "got_429": got,
-        "predicted_429": predicted,
-        "light_429": light_429,
-        "unsure_clients": unsure,
-        "retry_after_ok": retry_after_ok,
-        "per_heavy_client": per_client,
-        "met": bool(ok and retry_after_ok),
-    }
-
-
-def limiter_cost(url: str, hits: int, seed: int) -> dict[str, Any]:
-    """The limiter in isolation: ``hits`` hits over ``LIMITER_KEYS`` keys at the default rule,
-    each as a request makes it (a fresh session, whose engine lends a connection for one
-    autocommit statement), interleaved in rounds with SELECT 1 on a pooled connection in
-    autocommit (a bare round trip by the same path); µs per call."""
-    rule = parse_rule(DEFAULTS[INTAKE_RATE_LIMIT])
-    rng = np.random.default_rng([seed, 41])
-    keys = [f"198.18.{k // 256}.{k % 256}" for k in rng.permutation(LIMITER_KEYS).tolist()]
-
-    def one_hit(database: Database, i: int) -> None:
-        with database.session() as s:
-            hit(
-                session=s,
-                bucket="bench.cost",
-                key=keys[i % len(keys)],
-                limit=rule.limit,
-                window_s=rule.window_s,
-            )
-
-    def one_select(database: Database, i: int) -> None:
-        with database.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.execute(text("SELECT 1")).one()
-
-    timings: dict[str, list[float]] = {"hit": [], "select1": []}
-    rounds = 5
-    with open_database(url) as database:
-        for fn in (one_hit, one_select):  # warm the pool and the prepared statements
-            for i in range(200):
-                fn(database, i)
-        for r in range(rounds):
-            for name, fn in (("hit", one_hit), ("select1", one_select)):
-                for i in range(hits // rounds):
-                    t = time.perf_counter()
-                    fn(database, r * (hits // rounds) + i)
-                    timings[name].append(time.perf_counter() - t)
-    out: dict[str, Any] = {"hits": hits, "keys": LIMITER_KEYS}
-    for name, values in timings.items():
-        us = np.array(values) * 1e6
-        for q in (50, 90, 99):
-            out[f"{name}_p{q}_us"] = round(float(np.percentile(us, q)))
     return out
 
 
@@ -489,8 +335,6 @@ def run_load(
 
     Requests still unsent ``grace_s`` after the last scheduled time are recorded as unsent
     (latency infinite), so an overloaded server cannot stretch the run without bound."""
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
     args = {
         "bodies": bodies,
         "rate": rate,
@@ -500,12 +344,7 @@ def run_load(
         "grace_s": grace_s,
         "xff": xff,
     }
-    proc = ctx.Process(target=_load_worker, args=(args, send), daemon=True)
-    proc.start()
-    send.close()
-    result = recv.recv()
-    proc.join(timeout=30)
-    return result
+    return run_in_process(_load_worker, args)
 
 
 def summarise(
@@ -657,143 +496,29 @@ def load_bench(
     return out
 
 
-# --------------------------------------------------------------------------- bulk import
-
-
-def write_bulk_csv(district: dict[str, Any], n: int, seed: int, path: Path) -> None:
-    """``n`` historical requests in the district: closed / open / rejected / withdrawn /
-    resolved, 70 % of the closed ones rated, times over the past year (+08:00)."""
-    rng = np.random.default_rng([seed, 21])
-    x0, y0, x1, y1 = shapely.total_bounds(district["grid_geoms"])
-    union = shapely.union_all(district["community_geoms"])
-    shapely.prepare(union)
-    pts: list[np.ndarray] = []
-    got = 0
-    while got < n:
-        xy = rng.uniform((x0, y0), (x1, y1), size=(n - got + 1000, 2))
-        xy = xy[shapely.contains_xy(union, xy[:, 0], xy[:, 1])][: n - got]
-        pts.append(xy)
-        got += len(xy)
-    xy = np.concatenate(pts)
-    cats = np.array([c.code for c in request_categories()])
-    now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "s")
-    created = now - rng.integers(16 * 86400, 365 * 86400, n).astype("timedelta64[s]")
-    status = rng.choice(
-        np.array(["closed", "open", "rejected", "withdrawn", "resolved"]),
-        size=n,
-        p=[0.85, 0.07, 0.03, 0.03, 0.02],
-    )
-    resolved = created + rng.integers(3600, 5 * 86400, n).astype("timedelta64[s]")
-    closed = resolved + rng.integers(600, 7 * 86400, n).astype("timedelta64[s]")
-    local = np.timedelta64(8 * 3600, "s")
-
-    def stamp(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        s = np.char.add(np.datetime_as_string(values + local, unit="s"), "+08:00")
-        return np.where(mask, s, "")
-
-    done = np.isin(status, ["closed", "resolved"])
-    ended = np.isin(status, ["closed", "rejected", "withdrawn"])
-    rated = (status == "closed") & (rng.random(n) < 0.7)
-    frame = pd.DataFrame(
-        {
-            "lon": xy[:, 0],
-            "lat": xy[:, 1],
-            "category": rng.choice(cats, size=n),
-            "text": np.array(TEXTS, dtype=object)[rng.integers(len(TEXTS), size=n)],
-            "created_at": stamp(created, np.ones(n, dtype=bool)),
-            "status": status,
-            "resolved_at": stamp(resolved, done),
-            "closed_at": stamp(np.where(status == "closed", closed, resolved), ended),
-            "rating": np.where(rated, rng.integers(1, 6, size=n).astype(str), ""),
-        }
-    )
-    frame.to_csv(path, index=False)
-
-
-def _request_counts(database: Database) -> tuple[int, int]:
-    """(requests, request events) now in the database."""
-    with database.session() as s:
-        row = s.execute(
-            text("SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM request_events)")
-        ).one()
-    return int(row[0]), int(row[1])
-
-
-def bulk_bench(
-    url: str, district: dict[str, Any], rows: int, seed: int, tmp: Path
-) -> dict[str, Any]:
-    """Time ``import requests`` of a ``rows``-row CSV on top of the existing requests, then its
-    re-run (which must insert nothing)."""
-    from layers.importers.requests_bulk import import_requests
-
-    path = tmp / "historical_requests.csv"
-    with Timer() as t_write:
-        write_bulk_csv(district, rows, seed, path)
-    with open_database(url) as database:
-        existing, events_before = _request_counts(database)
-        with database.session() as s, Timer() as t1:
-            first = import_requests(session=s, path=path)
-        with database.session() as s, Timer() as t2:
-            second = import_requests(session=s, path=path)
-        after, events_after = _request_counts(database)
-    layer1, layer2 = first.layers["requests"], second.layers["requests"]
-    return {
-        "bulk_rows": rows,
-        "bulk_existing_requests": existing,
-        "bulk_csv_write_s": round(t_write.s, 1),
-        "bulk_import_s": round(t1.s, 2),
-        "bulk_rows_per_s": round(rows / t1.s),
-        "bulk_inserted": layer1.inserted,
-        "bulk_rejected": layer1.total_rejected,
-        "bulk_events": events_after - events_before,
-        "bulk_phases_s": {
-            k: v for k, v in first.stats.items() if k.endswith("_s") and k != "rows_per_s"
-        },
-        "bulk_fk_checks": layer1.stats.get("fk_checks"),
-        "bulk_rerun_s": round(t2.s, 2),
-        "bulk_rerun_inserted": layer2.inserted,
-        "bulk_requests_added": after - existing,
-    }
-
-
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.intake_bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes (runs in < 90 s)")
-    parser.add_argument("--rate", type=float, help="offered requests per second")
-    parser.add_argument("--duration", type=float, help="measured seconds")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = load_parser(
+        "python -m bench.intake_bench",
+        __doc__,
+        quick="small sizes (runs in < 90 s)",
+        rate="offered requests per second",
+    )
     parser.add_argument("--skip-load", action="store_true", help="only the bulk import")
     parser.add_argument("--skip-bulk", action="store_true", help="only the HTTP load")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sizes = dict(QUICK if args.quick else FULL)
-    mode = "quick" if args.quick else "full"
-    if args.rate:
-        sizes["rate"] = args.rate
-        mode += f"-rate{args.rate:g}"
-    if args.duration:
-        sizes["duration_s"] = args.duration
-    figures: dict[str, Any] = {"bench": "intake", "mode": mode, "seed": args.seed}
-    figures.update({k: sizes[k] for k in ("grids", "volunteers", "requests", "rate")})
-    figures["warmup_s"], figures["duration_s"] = sizes["warmup_s"], sizes["duration_s"]
-    with (
-        Timer() as total,
-        tempfile.TemporaryDirectory(prefix="minqing_intake_") as tmp,
-        scratch_database("minqing_bench_intake") as url,
-    ):
+    args, sizes, mode, figures = bench_args(parser, argv, bench="intake", quick=QUICK, full=FULL)
+    with bench_workspace("intake", figures) as (url, tmp):
         versions = server_version(url)
         district = build_district(url, sizes, args.seed)
         figures["generate_s"] = district["generate_s"]
         figures["network_edges"] = district["summary"].network_edges
         if not args.skip_load:
             # intake, floor, distance_methods, offered_share
-            figures.update(load_bench(url, district, sizes, args.seed, Path(tmp)))
+            figures.update(load_bench(url, district, sizes, args.seed, tmp))
         if not args.skip_bulk:
-            figures.update(bulk_bench(url, district, sizes["bulk_rows"], args.seed, Path(tmp)))
-    figures["total_s"] = round(total.s, 1)
+            figures.update(bulk_bench(url, district, sizes["bulk_rows"], args.seed, tmp))
     host = machine()
     figures["load_1m_end"] = host["load_1m"]
 
@@ -812,11 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         it, fl = figures["intake"], figures["floor"]
         errors = it["errors"] + fl["errors"]
         mismatches = it["mismatches"] + fl["mismatches"]
-        figures["ratio_p50"] = round(it["p50_ms"] / fl["p50_ms"], 2) if fl["p50_ms"] else None
-        figures["ratio_p99"] = round(it["p99_ms"] / fl["p99_ms"], 2) if fl["p99_ms"] else None
-        figures["ratio_rps"] = (
-            round(it["achieved_rps"] / fl["achieved_rps"], 3) if fl["achieved_rps"] else None
-        )
+        figures["ratio_p50"] = ratio(it["p50_ms"], fl["p50_ms"])
+        figures["ratio_p99"] = ratio(it["p99_ms"], fl["p99_ms"])
+        figures["ratio_rps"] = ratio(it["achieved_rps"], fl["achieved_rps"], 3)
         figures["target_met"] = bool(
             it["achieved_rps"] >= 0.99 * TARGET_RATE
             and it["p99_ms"] is not None
@@ -834,22 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             figure(f"{name}: mismatches", d["mismatches"])
         figure("intake 422 outside_jurisdiction (expected)", it["outside_422"])
         figure("intake community triage", it["triage"])
-        lim, cost = figures["limits"], figures["limiter_cost"]
-        limits_met = lim["met"]
-        figure(
-            "intake 429 rate_limited, whole run",
-            f"{lim['got_429']} (predicted {lim['predicted_429']}; light addresses "
-            f"{lim['light_429']})",
-        )
-        figure(
-            "limiter hit in isolation p50 / p99",
-            f"{cost['hit_p50_us']} / {cost['hit_p99_us']} µs (SELECT 1 by the same path "
-            f"{cost['select1_p50_us']} / {cost['select1_p99_us']} µs)",
-        )
-        emit(
-            f"rate limit {lim['rule']} per address through one trusted proxy, "
-            f"{lim['addresses']:,} addresses: {'met' if limits_met else 'NOT met'}"
-        )
+        limits_met = figures["limits"]["met"]
+        limit_lines = limit_report(figures["limits"], figures["limiter_cost"], it["limited_429"])
         figure("ratio to floor p50 / p99", f"{figures['ratio_p50']} / {figures['ratio_p99']}")
         verdict = "met" if figures["target_met"] else "NOT met"
         emit(f"target {TARGET_RATE:g} req/s with p99 ≤ {TARGET_P99_MS:g} ms, 0 errors: {verdict}")
@@ -867,20 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             f"counted infinite), mismatches {it['mismatches']}; worst latency per 10 s "
             f"{it['worst_ms_by_10s']} ms; offers "
             f"{figures['distance_methods']}",
-            f"- rate limit (default {lim['rule']} per address, the app behind one trusted proxy: "
-            f"each POST carries X-Forwarded-For): {lim['requests']:,} requests from "
-            f"{lim['addresses']:,} addresses, {lim['heavy_clients']} heavy clients sending "
-            f"{lim['heavy_each']} each within {lim['heavy_span_s']} s, every other address at "
-            f"most {lim['light_max']} over the run; 429s {lim['got_429']}, predicted "
-            f"{lim['predicted_429']} (per heavy client "
-            f"{[c['429'] for c in lim['per_heavy_client']]}), at light addresses "
-            f"{lim['light_429']}, unsure {lim['unsure_clients']}, Retry-After on every 429 "
-            f"{lim['retry_after_ok']}: {'met' if limits_met else 'NOT met'}; {it['limited_429']} "
-            "of them in the measured window, left out of its latency figures",
-            f"- limiter in isolation ({cost['hits']:,} hits over {cost['keys']:,} keys, each "
-            f"one autocommit statement on a pooled connection): p50 {cost['hit_p50_us']} µs, p90 "
-            f"{cost['hit_p90_us']}, p99 {cost['hit_p99_us']}; SELECT 1 by the same path "
-            f"{cost['select1_p50_us']} / {cost['select1_p90_us']} / {cost['select1_p99_us']} µs",
+            *limit_lines,
             f"- floor (1 ST_Covers + 1 INSERT + commit): {fl['achieved_rps']} req/s completed, p50 "
             f"{fl['p50_ms']} ms, p99 {fl['p99_ms']} ms, errors {fl['errors']}, mismatches "
             f"{fl['mismatches']}",
@@ -889,22 +585,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{TARGET_P99_MS:g} ms: {verdict}",
         ]
     if "bulk_rows" in figures:
-        figure("bulk import", figures["bulk_rows_per_s"], "rows/s")
-        figure("bulk import time", figures["bulk_import_s"], "s")
-        figure("bulk events written", figures["bulk_events"])
-        figure("bulk re-run inserted", figures["bulk_rerun_inserted"])
-        figures["bulk_target_met"] = figures["bulk_rows_per_s"] >= TARGET_BULK_ROWS_PER_S
-        lines.append(
-            f"- bulk `import requests`: {figures['bulk_rows']:,} rows on top of "
-            f"{figures['bulk_existing_requests']:,} requests in {figures['bulk_import_s']} s = "
-            f"{figures['bulk_rows_per_s']:,} rows/s ({figures['bulk_inserted']:,} inserted, "
-            f"{figures['bulk_events']:,} events; phases {figures['bulk_phases_s']}; FK "
-            f"{figures['bulk_fk_checks']}); re-run {figures['bulk_rerun_s']} s inserted "
-            f"{figures['bulk_rerun_inserted']}; target ≥ {TARGET_BULK_ROWS_PER_S:,} rows/s "
-            f"{'met' if figures['bulk_target_met'] else 'NOT met'}"
-        )
-        if figures["bulk_rerun_inserted"]:
-            errors += 1
+        line, bulk_errors = bulk_report(figures)
+        lines.append(line)
+        errors += bulk_errors
     publish(f"intake bench ({mode})", lines, figures)
     return 1 if (errors or mismatches or not limits_met) else 0
 

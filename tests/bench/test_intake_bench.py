@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import shapely
 
-from bench.intake_bench import (
-    LIMIT_EXTRA,
-    address_plan,
-    bench_points,
-    expected_outcome,
-    limit_check,
-    summarise,
-)
+from bench.intake_bench import bench_points, expected_outcome, summarise
+from bench.intake_limits import LIMIT_EXTRA, address_plan, limit_check
 from data.synthetic import synthetic_grids
 
 
